@@ -1,0 +1,71 @@
+"""Messages that cross Kafka topics, shared by ingest, tagger and sink.
+
+They are pydantic models serialised as JSON, so every stage validates what it reads itself and a
+bad value becomes a dead letter instead of an exception inside a Faust deserializer.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Tweet(BaseModel):
+    """A raw tweet as produced by ingest to the tweets topic (keyed by ``id``)."""
+
+    id: str
+    text: str
+    created_at: datetime
+    user: str | None = None
+    lang: str | None = None
+    # When ingest produced it; the pipeline benchmark measures latency from here.
+    ingested_at: datetime = Field(default_factory=utcnow)
+
+
+class Entity(BaseModel):
+    """One entity mention with character offsets into ``Tweet.text`` (end exclusive)."""
+
+    start: int
+    end: int
+    text: str
+    label: str
+    score: float
+
+
+class TaggedTweet(Tweet):
+    """A tweet with the entities one model version found in it (tagged topic)."""
+
+    entities: list[Entity]
+    model_name: str
+    model_version: str
+    tagged_at: datetime = Field(default_factory=utcnow)
+
+
+class DeadLetter(BaseModel):
+    """A record some stage could not process, with why and where it came from."""
+
+    stage: Literal["ingest", "tagger", "sink", "replay"]
+    reason: str
+    # Where the record came from: a file path and line, or a topic/partition/offset.
+    source: str | None = None
+    position: int | None = None
+    # The offending payload, decoded leniently and truncated so dead letters stay small.
+    payload: str = ""
+    failed_at: datetime = Field(default_factory=utcnow)
+
+    @classmethod
+    def for_payload(cls, stage: str, reason: str, payload: bytes | str | None, *,
+                    source: str | None = None, position: int | None = None,
+                    limit: int = 4096) -> "DeadLetter":
+        if payload is None:
+            text = ""
+        elif isinstance(payload, bytes):
+            text = payload[:limit].decode("utf-8", errors="backslashreplace")
+        else:
+            text = payload[:limit]
+        return cls(stage=stage, reason=reason, source=source, position=position, payload=text)
