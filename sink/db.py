@@ -1,0 +1,20 @@
+"""Engine construction: one place decides how connections find the sink's schema."""
+from __future__ import annotations
+
+from sqlalchemy import Engine, create_engine
+
+from sink.settings import SinkSettings
+
+
+def make_engine(settings: SinkSettings, **kwargs: object) -> Engine:
+    """An engine whose every connection resolves unqualified names in ``settings.database_schema``.
+
+    The schema goes into search_path at connect time (not into MetaData) so the SQL functions in
+    sink/sql, which analysts also call by hand, resolve the same tables as the ORM does.
+    """
+    search_path = settings.database_schema
+    if search_path != "public":
+        search_path += ",public"
+    connect_args = {"options": f"-csearch_path={search_path}", "connect_timeout": 5}
+    return create_engine(settings.database_url, connect_args=connect_args,
+                         pool_pre_ping=True, **kwargs)  # type: ignore[arg-type]
