@@ -1,0 +1,1 @@
+"""Span-marker named-entity tagger for tweets."""
