@@ -1,0 +1,28 @@
+"""PostgreSQL first, then Redis: the write path shared by the sink service and replay."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from sqlalchemy import Engine
+
+from sink.cache import TrendCache
+from sink.writer import MentionWriter, WriteResult
+from tweetner.messages import TaggedTweet
+
+
+class TrendStore:
+    """Writes a batch (one PostgreSQL transaction) and then feeds its deltas to the Redis cache.
+
+    Redis only ever sees deltas of committed transactions, and a Redis failure never fails the
+    write (the cache resyncs itself later), so PostgreSQL is always the source of truth.
+    """
+
+    def __init__(self, engine: Engine, cache: TrendCache | None = None) -> None:
+        self.writer = MentionWriter(engine)
+        self.cache = cache
+
+    def write(self, records: Sequence[TaggedTweet]) -> WriteResult:
+        result = self.writer.write(records)
+        if self.cache is not None and result.deltas:
+            self.cache.apply(result)
+        return result
