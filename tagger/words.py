@@ -111,9 +111,12 @@ _PATTERN = "|".join(
         r"(?:[A-Za-z]\.){2,}(?![A-Za-z])",  # abbreviations: U.S., e.g., a.m.
         r"[$€£¥₹]\d+(?:[.,]\d+)*(?:[kKmMbB](?!\w))?",  # money: $20, $3.5M
         r"\d+(?:[.,:/]\d+)+%?|\d+%",  # 3.5, 10:30, 1,000, 12/25, 50%
-        # Words keep inner hyphens/apostrophes (e-mail, don't: WNUT keeps contractions
-        # whole) and "&" between capitals, raw or as Twitter escapes it (AT&T, AT&amp;T).
-        rf"{_W}+(?:[-'’]{_W}+|(?<=[A-Z])&(?:amp;)?[A-Z]+(?![\w;]))*",
+        # Words keep inner hyphens and apostrophes (e-mail, don't, I'm: WNUT keeps
+        # those contractions whole) and "&" between capitals, raw or as Twitter
+        # escapes it (AT&T, AT&amp;T). A final 's is its own word, as in WNUT (which
+        # never attaches it): "Obama's" must tag and trend as "Obama".
+        rf"{_W}+(?:['’](?![sS](?!{_W})){_W}+|-{_W}+|(?<=[A-Z])&(?:amp;)?[A-Z]+(?![\w;]))*",
+        rf"['’][sS](?!{_W})",
         r"[:;=][-'^o]?[)(\]\[DPpO/\\|*3](?!\w)|</?3|-_-|\^_\^|[oO]_[oO]",  # emoticons
         r"\.{2,}|[!?]{2,}|-{2,}|_{2,}|\*{2,}|~{2,}",  # "...", "!!!" and friends stay whole
         rf"[^{_SEP}][{_MARKS}]*",  # any other visible character, with its marks

@@ -76,7 +76,8 @@ def test_mentions_hashtags_and_email() -> None:
         ("U.S. e.g. a.m.", ["U.S.", "e.g.", "a.m."]),
         ("3.5 10:30am $20 $3.5M 1,000 50% 12/25/2016", ["3.5", "10:30", "am", "$20", "$3.5M", "1,000", "50%", "12/25/2016"]),
         ("e-mail co-founder foo--bar", ["e-mail", "co-founder", "foo", "--", "bar"]),
-        ("don't I'm rock'n'roll it’s students' 'RT", ["don't", "I'm", "rock'n'roll", "it’s", "students", "'", "'", "RT"]),
+        ("don't I'm rock'n'roll students' 'RT", ["don't", "I'm", "rock'n'roll", "students", "'", "'", "RT"]),
+        ("Obama's it’s IT'S 'sup Lets", ["Obama", "'s", "it", "’s", "IT", "'S", "'", "sup", "Lets"]),  # WNUT splits 's
         ("you &amp; me &lt;3 &#39;hi&#x27;", ["you", "&amp;", "me", "&lt;", "3", "&#39;", "hi", "&#x27;"]),
         ("AT&T AT&amp;T A&amp;E Q&A glasses&amp;i", ["AT&T", "AT&amp;T", "A&amp;E", "Q&A", "glasses", "&amp;", "i"]),
         ("wait... what?!? yes!!! ok.", ["wait", "...", "what", "?!?", "yes", "!!!", "ok", "."]),
