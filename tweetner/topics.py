@@ -1,0 +1,75 @@
+"""Topic names shared by every stage and the one call that makes sure they exist.
+
+The names come from the same environment variables the sink reads (``TAGGED_TOPIC``,
+``DEADLETTER_TOPIC``) so that one environment configures the whole pipeline.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Mapping
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+
+
+@dataclass(frozen=True)
+class Topics:
+    tweets: str = "tweets"
+    tagged: str = "tweets.tagged"
+    deadletter: str = "tweets.deadletter"
+    # Partitions bound how many tagger workers (and sinks) can share the load.
+    partitions: int = 8
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Topics":
+        env = os.environ if env is None else env
+        d = cls()
+        return cls(
+            tweets=env.get("TWEETS_TOPIC", d.tweets),
+            tagged=env.get("TAGGED_TOPIC", d.tagged),
+            deadletter=env.get("DEADLETTER_TOPIC", d.deadletter),
+            partitions=int(env.get("TOPIC_PARTITIONS", d.partitions)),
+        )
+
+    def all(self) -> dict[str, int]:
+        # Dead letters are rare and read by people; one partition keeps them in order.
+        return {self.tweets: self.partitions, self.tagged: self.partitions, self.deadletter: 1}
+
+
+def bootstrap_from_env(env: Mapping[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    return env.get("KAFKA_BOOTSTRAP", DEFAULT_BOOTSTRAP)
+
+
+def ensure_topics(bootstrap: str, topics: Mapping[str, int], *, timeout_s: float = 30.0) -> None:
+    """Create the missing topics; existing ones are left alone (their partition count included).
+
+    Retries until ``timeout_s`` because a broker that was just started may not answer yet.
+    """
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from kafka.errors import KafkaError
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+            try:
+                existing = set(admin.list_topics())
+                missing = [NewTopic(name, num_partitions=n, replication_factor=1)
+                           for name, n in topics.items() if name not in existing]
+                if missing:
+                    admin.create_topics(missing, raise_errors=False)
+                    log.info("created topics %s", ", ".join(t.name for t in missing))
+                return
+            finally:
+                admin.close()
+        except KafkaError as exc:
+            if time.monotonic() >= deadline:
+                raise
+            log.debug("broker %s not ready (%s), retrying", bootstrap, exc)
+            time.sleep(0.5)
