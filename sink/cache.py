@@ -29,6 +29,7 @@ from typing import Callable, Iterable, TypeVar
 
 import redis
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from sink import trends
 from sink.settings import SinkSettings
@@ -80,12 +81,15 @@ class TrendCache:
     def _warn(self, what: str, exc: Exception) -> None:
         if time.monotonic() - self._last_warning > _WARN_EVERY_S:
             self._last_warning = time.monotonic()
-            log.warning("Redis unavailable (%s): %s; PostgreSQL stays authoritative", what, exc)
+            source = "Redis" if isinstance(exc, redis.RedisError) else "PostgreSQL"
+            log.warning("%s unavailable for the trend cache (%s): %s; PostgreSQL stays "
+                        "authoritative, the live sets resync later", source, what, exc)
 
     def _guard(self, what: str, fn: Callable[[], T], default: T) -> T:
         try:
             return fn()
-        except redis.RedisError as exc:
+        except (redis.RedisError, DBAPIError) as exc:
+            # DBAPIError: a resync could not read PostgreSQL; the sets stay dirty until one can.
             self._dirty = True
             self._warn(what, exc)
             return default
