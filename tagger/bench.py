@@ -1,0 +1,151 @@
+"""`tweetner bench tagger`: tweets/s, tokens/s and batch latency on raw tweets."""
+from __future__ import annotations
+
+import glob
+import json
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from tagger.inference import NerTagger
+
+SHARED_TWEETS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "tweets"
+
+
+@dataclass
+class BenchRun:
+    mode: str
+    tweets: int
+    seconds: float
+    text_tokens: int
+    positions: int
+    batch_latencies: list[float]
+    entities: list[list[tuple]]
+
+    @property
+    def tweets_per_second(self) -> float:
+        return self.tweets / self.seconds
+
+    def summary(self) -> dict:
+        lat = sorted(self.batch_latencies)
+        return {
+            "mode": self.mode,
+            "tweets": self.tweets,
+            "seconds": round(self.seconds, 3),
+            "tweets_per_second": round(self.tweets_per_second, 2),
+            "tokens_per_second": round(self.text_tokens / self.seconds, 1),
+            "padded_positions_per_tweet": round(self.positions / max(self.tweets, 1), 1),
+            "batch_latency_p50_ms": round(1000 * _quantile(lat, 0.5), 1),
+            "batch_latency_p95_ms": round(1000 * _quantile(lat, 0.95), 1),
+        }
+
+
+def _quantile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q * 100) - 1] if q < 1 else max(values)
+
+
+def load_tweets(inputs: list[str] | None, limit: int) -> list[str]:
+    paths = inputs or sorted(glob.glob(str(SHARED_TWEETS / "*.txt")))
+    if not paths:
+        raise FileNotFoundError("no input: pass --input FILE (raw tweets, one per line)")
+    tweets: list[str] = []
+    for path in paths:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                tweets.append(line.rstrip("\n"))
+                if len(tweets) >= limit:
+                    return tweets
+    return tweets
+
+
+def bench_one(tagger: NerTagger, tweets: list[str], batch_size: int, mode: str) -> BenchRun:
+    tagger.predict(tweets[: min(16, len(tweets))])  # warm-up: first-call allocations and kernel choice
+    tagger.stats.__init__()
+    latencies, entities = [], []
+    started = time.perf_counter()
+    for i in range(0, len(tweets), batch_size):
+        t0 = time.perf_counter()
+        found = tagger.predict(tweets[i : i + batch_size])
+        if tagger.device.type == "cuda":
+            torch.cuda.synchronize()
+        latencies.append(time.perf_counter() - t0)
+        entities += [[(e.start, e.end, e.label) for e in ents] for ents in found]
+    seconds = time.perf_counter() - started
+    return BenchRun(mode, len(tweets), seconds, tagger.stats.text_tokens, tagger.stats.positions, latencies, entities)
+
+
+def _print_run(run: BenchRun) -> None:
+    s = run.summary()
+    print(f"{s['mode']:<20} {s['tweets_per_second']:>9.1f} tweets/s {s['tokens_per_second']:>10.0f} tokens/s  "
+          f"p50 {s['batch_latency_p50_ms']:>8.1f} ms  p95 {s['batch_latency_p95_ms']:>8.1f} ms  "
+          f"{s['padded_positions_per_tweet']:>7.0f} positions/tweet", flush=True)
+
+
+def run_bench(args) -> int:
+    tweets = load_tweets(args.input, args.limit)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    print(f"tagger benchmark: {len(tweets)} tweets, batches of {args.batch_size}, device {device}, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+    if not args.matrix:
+        precision = args.precision
+        tagger = NerTagger.load(args.model, device=device, precision=precision, fixed_padding=args.fixed_padding)
+        mode = f"{tagger.precision}/{'fixed' if args.fixed_padding else 'dynamic'}"
+        run = bench_one(tagger, tweets, args.batch_size, mode)
+        _print_run(run)
+        out = run.summary()
+        out.update({"device": device, "precision": tagger.precision, "fixed_padding": args.fixed_padding,
+                    "model_version": tagger.model_version})
+        print(json.dumps(out))
+        return 0
+
+    precisions = ["fp32", "bf16", "int8"] if device == "cpu" else ["fp32", "bf16", "fp16"]
+    # Fixed padding runs at a few tweets/s on a CPU: a smaller sample keeps the matrix short.
+    fixed_tweets = tweets[: min(len(tweets), 300 if device == "cpu" else len(tweets))]
+    runs: dict[str, BenchRun] = {}
+    for fixed in (False, True):
+        for precision in precisions:
+            if fixed and precision != "fp32" and device == "cpu":
+                continue
+            tagger = NerTagger.load(args.model, device=device, precision=precision, fixed_padding=fixed)
+            mode = f"{precision}/{'fixed' if fixed else 'dynamic'}"
+            runs[mode] = bench_one(tagger, fixed_tweets if fixed else tweets, args.batch_size, mode)
+            _print_run(runs[mode])
+    reference = runs["fp32/dynamic"]
+    fixed_ref = runs["fp32/fixed"]
+    same_fixed = reference.entities[: fixed_ref.tweets] == fixed_ref.entities
+    print(f"fp32 dynamic vs fixed padding: entities identical on {fixed_ref.tweets} tweets: {same_fixed}")
+    summary = {"device": device, "tweets": len(tweets), "modes": {}}
+    for mode, run in runs.items():
+        s = run.summary()
+        n = run.tweets
+        agree = sum(a == b for a, b in zip(reference.entities[:n], run.entities)) / n
+        s["speedup_vs_fixed_fp32"] = round(run.tweets_per_second / fixed_ref.tweets_per_second, 2)
+        s["tweets_with_same_entities_as_fp32"] = round(agree, 4)
+        summary["modes"][mode] = s
+    if args.dev:
+        from tagger.conll import read_conll
+        from tagger.evaluation import evaluate
+
+        sentences, _ = read_conll(args.dev)
+        for precision in precisions:
+            tagger = NerTagger.load(args.model, device=device, precision=precision)
+            f1 = evaluate(tagger, sentences).scores.f1
+            summary["modes"][f"{precision}/dynamic"]["dev_f1"] = round(f1, 4)
+            print(f"dev F1 {precision}: {f1:.4f}", flush=True)
+    for mode, s in summary["modes"].items():
+        print(f"{mode:<20} {s['speedup_vs_fixed_fp32']:>6.2f}x fixed-fp32, same entities as fp32 on "
+              f"{100 * s['tweets_with_same_entities_as_fp32']:.1f}% of tweets")
+    best = max(summary["modes"].values(), key=lambda s: s["tweets_per_second"])
+    summary["tweets_per_second"] = best["tweets_per_second"]
+    summary["fastest_mode"] = best["mode"]
+    summary["fixed_vs_dynamic_fp32_identical"] = same_fixed
+    print(json.dumps(summary))
+    return 0

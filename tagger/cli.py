@@ -1,0 +1,162 @@
+"""`tweetner predict | evaluate | train` and `tweetner bench tagger`."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tagger.inference import PRECISIONS
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="tag raw tweets (or pre-split words) and print JSON lines")
+    _model_options(p)
+    p.add_argument("text", nargs="?", help="one text to tag (or use --input)")
+    p.add_argument("--input", help="file with one text per line ('-' for stdin)")
+    p.add_argument("--pretokenized", action="store_true",
+                   help="lines are space-separated words; entities carry word_start/word_end")
+    p.add_argument("--batch-size", type=int, default=256, help="lines per model call")
+    p.set_defaults(func=_predict)
+
+    p = sub.add_parser("evaluate", help="entity-level P/R/F1 on a CoNLL file")
+    _model_options(p)
+    p.add_argument("--data", required=True, help="CoNLL file (token TAB-or-space tag)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--report", help="also write the JSON report to this file")
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("train", help="fine-tune a span-marker model from a local encoder")
+    p.add_argument("--encoder", default=None, help="local Hugging Face encoder directory (default: packaged MiniLM)")
+    p.add_argument("--train", required=True, action="append", help="CoNLL training file (repeatable)")
+    p.add_argument("--dev", help="CoNLL dev file: evaluated each epoch, best epoch kept")
+    p.add_argument("--output", required=True, help="directory for the trained model")
+    from tagger.trainer import TrainingArgs
+
+    defaults = TrainingArgs(train=[], output="")
+    for name in ("epochs", "batch_size", "grad_accum", "lr", "head_lr", "layer_decay", "warmup_ratio",
+                 "weight_decay", "dropout", "label_smoothing", "negative_rate", "outside_weight", "entity_max_length",
+                 "marker_max_length", "model_max_length", "patience", "seed", "max_steps"):
+        value = getattr(defaults, name)
+        kind = int if name in {"epochs", "batch_size", "grad_accum", "entity_max_length", "marker_max_length",
+                               "model_max_length", "patience", "seed", "max_steps"} else float
+        p.add_argument("--" + name.replace("_", "-"), type=kind, default=value, help=f"default {value}")
+    p.add_argument("--device", default=None)
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                   help="training precision: bf16/fp16 use autocast (default fp32)")
+    p.add_argument("--save-dtype", default="float32", choices=("float32", "float16"))
+    p.add_argument("--model-name", default=None)
+    p.add_argument("--model-version", default=None, help="default: digest of the saved weights")
+    p.set_defaults(func=_train)
+
+
+def add_bench_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tagger", help="tagger throughput and latency on raw tweets")
+    _model_options(p)
+    p.add_argument("--input", action="append", help="raw tweets, one per line (repeatable; default: "
+                   "../shared/data/tweets/*.txt)")
+    p.add_argument("--limit", type=int, default=2000, help="tweets to tag (default 2000)")
+    p.add_argument("--fixed-padding", action="store_true", help="pad like the reference library")
+    p.add_argument("--batch-size", type=int, default=256, help="tweets per model call (a micro-batch)")
+    p.add_argument("--matrix", action="store_true",
+                   help="run every precision, dynamic and fixed padding, and compare entities to fp32")
+    p.add_argument("--dev", help="with --matrix: also report dev F1 per mode on this CoNLL file")
+    p.set_defaults(func=_bench)
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="span-marker model directory (default: the shipped model)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--precision", default=None, choices=PRECISIONS,
+                   help="default: fp16 on GPU, bf16 on CPUs with avx512_bf16, else fp32")
+
+
+def _load(args, **kwargs):
+    from tagger.inference import NerTagger
+
+    return NerTagger.load(args.model, device=args.device, precision=args.precision, **kwargs)
+
+
+def _predict(args) -> int:
+    if (args.text is None) == (args.input is None):
+        print("give either TEXT or --input FILE", file=sys.stderr)
+        return 2
+    tagger = _load(args)
+    if args.text is not None:
+        lines = [args.text]
+        source = iter(lines)
+    else:
+        fh = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8", errors="replace")
+        source = (line.rstrip("\n") for line in fh)
+    batch: list[str] = []
+
+    def flush() -> None:
+        if args.pretokenized:
+            sentences = [line.split() for line in batch]
+            found = tagger.predict_words(sentences)
+        else:
+            found = tagger.predict(batch)
+        for line, entities in zip(batch, found):
+            print(json.dumps({"text": line, "entities": [e.to_dict() for e in entities]}, ensure_ascii=False))
+        batch.clear()
+
+    for line in source:
+        batch.append(line)
+        if len(batch) >= args.batch_size:
+            flush()
+    if batch:
+        flush()
+    return 0
+
+
+def _evaluate(args) -> int:
+    from tagger.conll import read_conll
+    from tagger.evaluation import evaluate
+
+    sentences, problems = read_conll(args.data)
+    for problem in problems:
+        print(f"warning: skipped {problem}", file=sys.stderr)
+    tagger = _load(args)
+    result = evaluate(tagger, sentences)
+    report = result.to_dict()
+    report.update({"model": tagger.model_name, "model_version": tagger.model_version,
+                   "precision": tagger.precision, "device": str(tagger.device), "data": args.data})
+    if args.report:
+        Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    s = result.scores
+    print(f"{args.data}: {result.sentences} tweets in {result.seconds:.1f}s ({tagger.precision} on {tagger.device})")
+    print(f"{'type':<14}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}")
+    for label, t in sorted(s.per_type.items()):
+        print(f"{label:<14}{t.precision:>10.4f}{t.recall:>10.4f}{t.f1:>10.4f}{t.support:>9}")
+    print(f"{'overall':<14}{s.precision:>10.4f}{s.recall:>10.4f}{s.f1:>10.4f}{s.gold:>9}")
+    return 0
+
+
+def _train(args) -> int:
+    from tagger.trainer import TrainingArgs, train
+
+    targs = TrainingArgs(
+        train=args.train, dev=args.dev, output=args.output, encoder=args.encoder, device=args.device,
+        precision=args.precision, save_dtype=args.save_dtype, model_name=args.model_name,
+        model_version=args.model_version,
+        **{k: getattr(args, k) for k in (
+            "epochs", "batch_size", "grad_accum", "lr", "head_lr", "layer_decay", "warmup_ratio", "weight_decay",
+            "dropout", "label_smoothing", "negative_rate", "outside_weight", "entity_max_length", "marker_max_length",
+            "model_max_length", "patience", "seed", "max_steps")},
+    )
+    result = train(targs)
+    print(json.dumps({
+        "output": str(result.output), "best_epoch": result.best_epoch, "best_dev_f1": result.best_dev_f1,
+        "seconds": round(result.seconds, 1),
+        "history": [h.__dict__ for h in result.history],
+    }))
+    return 0
+
+
+def _bench(args) -> int:
+    from tagger.bench import run_bench
+
+    return run_bench(args)

@@ -1,0 +1,273 @@
+"""Batched prediction: raw tweets or pre-split words in, entities with offsets and scores out.
+
+Inputs are encoded once, cut into marker passes, sorted by length and packed into batches under a
+position budget, so each batch is padded only to what its longest member needs. ``fixed_padding``
+reproduces the reference library's shapes (model_max_length + 2 x marker_max_length) for
+comparison.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from tagger.collator import SpanMarkerCollator
+from tagger.decoding import greedy_decode
+from tagger.modeling import SpanMarkerModel
+from tagger.tokenizer import MarkerPass, SpanMarkerTokenizer, candidate_spans
+from tagger.words import Word, split_words
+
+logger = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
+
+
+@dataclass(frozen=True)
+class EntityMention:
+    """An entity in raw text: ``text == original[start:end]``."""
+
+    start: int
+    end: int
+    text: str
+    label: str
+    score: float
+
+    def to_dict(self) -> dict:
+        return {"start": self.start, "end": self.end, "text": self.text, "label": self.label, "score": self.score}
+
+
+@dataclass(frozen=True)
+class WordEntity:
+    """An entity over pre-split words: ``words[word_start:word_end]``."""
+
+    word_start: int
+    word_end: int
+    text: str
+    label: str
+    score: float
+
+    def to_dict(self) -> dict:
+        return {
+            "word_start": self.word_start, "word_end": self.word_end, "text": self.text,
+            "label": self.label, "score": self.score,
+        }
+
+
+@dataclass
+class PredictStats:
+    """What the last calls cost; the benchmark and the agent's metrics read it."""
+
+    sentences: int = 0
+    passes: int = 0
+    batches: int = 0
+    positions: int = 0  # padded positions fed to the encoder
+    text_tokens: int = 0
+    truncated_sentences: int = 0
+    truncated_words: int = 0
+    batch_seconds: list[float] = field(default_factory=list)
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_precision(device: str) -> str:
+    """Picked from docs/benchmarks.md: the fastest mode whose dev F1 stays within 0.5 of fp32."""
+    if device.startswith("cuda"):
+        return "fp16"
+    return os.environ.get("TWEETNER_CPU_PRECISION", "bf16" if _cpu_has_bf16() else "fp32")
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = fh.read()
+        return "avx512_bf16" in flags or "amx_bf16" in flags
+    except OSError:
+        return False
+
+
+def default_model_dir() -> Path:
+    if not (DEFAULT_MODEL_DIR / "config.json").is_file():
+        raise FileNotFoundError(
+            f"no default model is installed at {DEFAULT_MODEL_DIR}; pass --model DIR "
+            "(a span-marker directory, e.g. one written by `tweetner train`)"
+        )
+    return DEFAULT_MODEL_DIR
+
+
+class NerTagger:
+    def __init__(
+        self,
+        model: SpanMarkerModel,
+        tokenizer: SpanMarkerTokenizer,
+        *,
+        device: str | None = None,
+        precision: str | None = None,
+        fixed_padding: bool = False,
+        max_batch_positions: int | None = None,
+        max_batch_rows: int = 64,
+    ) -> None:
+        self.device = torch.device(device or default_device())
+        self.precision = precision or default_precision(self.device.type)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        self.tokenizer = tokenizer
+        self.config = model.config
+        self.fixed_padding = fixed_padding
+        self.model = _prepare(model, self.device, self.precision)
+        self.collator = SpanMarkerCollator(
+            tokenizer.pad_token_id,
+            tokenizer.start_marker_id,
+            tokenizer.end_marker_id,
+            fixed_text_length=tokenizer.model_max_length if fixed_padding else None,
+            fixed_marker_length=self.config.marker_max_length if fixed_padding else None,
+        )
+        # A budget on padded positions per batch bounds memory and keeps CPU batches cache-sized.
+        self.max_batch_positions = max_batch_positions or (65536 if self.device.type == "cuda" else 8192)
+        self.max_batch_rows = max_batch_rows
+        self.stats = PredictStats()
+
+    @classmethod
+    def load(
+        cls,
+        model_dir: str | Path | None = None,
+        *,
+        device: str | None = None,
+        precision: str | None = None,
+        fixed_padding: bool = False,
+        **kwargs,
+    ) -> "NerTagger":
+        model, tokenizer = SpanMarkerModel.from_pretrained(model_dir or default_model_dir())
+        return cls(model, tokenizer, device=device, precision=precision, fixed_padding=fixed_padding, **kwargs)
+
+    @property
+    def model_name(self) -> str:
+        return self.config.model_name
+
+    @property
+    def model_version(self) -> str:
+        return self.config.model_version
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.config.labels)
+
+    # --- public API ----------------------------------------------------------------------------
+    def predict(self, texts: Sequence[str]) -> list[list[EntityMention]]:
+        """Entities with character offsets into each raw text."""
+        words = [split_words(text) for text in texts]
+        found = self._predict_spans([[w.text for w in ws] for ws in words])
+        out: list[list[EntityMention]] = []
+        for text, ws, spans in zip(texts, words, found):
+            out.append([_mention(text, ws, s, e, label, score) for s, e, label, score in spans])
+        return out
+
+    def predict_words(self, sentences: Sequence[Sequence[str]]) -> list[list[WordEntity]]:
+        """Entities over pre-split words (CoNLL tokens, or a line split on spaces)."""
+        found = self._predict_spans(sentences)
+        return [
+            [WordEntity(s, e, " ".join(words[s:e]), label, score) for s, e, label, score in spans]
+            for words, spans in zip(sentences, found)
+        ]
+
+    # --- internals -----------------------------------------------------------------------------
+    def _predict_spans(self, sentences: Sequence[Sequence[str]]) -> list[list[tuple[int, int, str, float]]]:
+        if not sentences:
+            return []
+        encoded = self.tokenizer.encode(sentences)
+        rows: list[MarkerPass] = []
+        truncated = 0
+        for i, enc in enumerate(encoded):
+            rows.extend(self.tokenizer.passes(i, enc))
+            if enc.truncated_words:
+                truncated += 1
+                self.stats.truncated_words += enc.truncated_words
+        if truncated:
+            logger.warning(
+                "%d of %d texts exceed the model window of %d tokens: their last %d words in all were not tagged",
+                truncated, len(sentences), self.tokenizer.model_max_length,
+                sum(e.truncated_words for e in encoded),
+            )
+            self.stats.truncated_sentences += truncated
+        scores = [np.zeros(0, dtype=np.float32)] * len(encoded)
+        label_ids = [np.zeros(0, dtype=np.int64)] * len(encoded)
+        span_counts = [len(candidate_spans(e.num_words, self.config.entity_max_length)) for e in encoded]
+        for i, n in enumerate(span_counts):
+            if n:
+                scores[i] = np.zeros(n, dtype=np.float32)
+                label_ids[i] = np.zeros(n, dtype=np.int64)
+        with torch.inference_mode():
+            for batch_rows in self._batches(rows):
+                started = time.perf_counter()
+                batch = self.collator(batch_rows).to(self.device)
+                logits = self.model(batch)
+                probs = logits.float().softmax(-1)
+                best, best_ids = probs.max(-1)
+                best, best_ids = best.cpu().numpy(), best_ids.cpu().numpy()
+                for b, row in enumerate(batch_rows):
+                    lo, n = row.first_span, row.num_spans
+                    scores[row.sentence][lo : lo + n] = best[b, :n]
+                    label_ids[row.sentence][lo : lo + n] = best_ids[b, :n]
+                self.stats.batch_seconds.append(time.perf_counter() - started)
+                self.stats.batches += 1
+                self.stats.positions += batch.positions
+        self.stats.sentences += len(sentences)
+        self.stats.passes += len(rows)
+        self.stats.text_tokens += sum(len(e.input_ids) for e in encoded)
+
+        labels = self.config.labels
+        results = []
+        for enc, sc, ids in zip(encoded, scores, label_ids):
+            spans = candidate_spans(enc.num_words, self.config.entity_max_length)
+            decoded = greedy_decode(spans, sc, ids, self.config.outside_id)
+            results.append([(d.start, d.end, labels[d.label_id], d.score) for d in decoded])
+        return results
+
+    def _batches(self, rows: list[MarkerPass]) -> Iterator[list[MarkerPass]]:
+        if self.fixed_padding:
+            # The reference runs fixed-size batches in input order.
+            size = max(1, self.max_batch_rows)
+            for i in range(0, len(rows), size):
+                yield rows[i : i + size]
+            return
+        ordered = sorted(rows, key=lambda r: r.length, reverse=True)
+        batch: list[MarkerPass] = []
+        longest_text = longest_spans = 0
+        for row in ordered:
+            text = max(longest_text, len(row.input_ids))
+            spans = max(longest_spans, row.num_spans)
+            if batch and ((len(batch) + 1) * (text + 2 * spans) > self.max_batch_positions
+                          or len(batch) >= self.max_batch_rows):
+                yield batch
+                batch, text, spans = [], len(row.input_ids), row.num_spans
+            batch.append(row)
+            longest_text, longest_spans = text, spans
+        if batch:
+            yield batch
+
+
+def _mention(text: str, words: list[Word], start: int, end: int, label: str, score: float) -> EntityMention:
+    lo, hi = words[start].start, words[end - 1].end
+    return EntityMention(lo, hi, text[lo:hi], label, score)
+
+
+def _prepare(model: SpanMarkerModel, device: torch.device, precision: str) -> SpanMarkerModel:
+    model.eval()
+    if precision == "int8":
+        if device.type != "cpu":
+            raise ValueError("int8 dynamic quantization runs on the CPU only; use fp16 on GPU")
+        from torch.ao.quantization import quantize_dynamic
+
+        return quantize_dynamic(model.float(), {torch.nn.Linear}, dtype=torch.qint8)
+    if precision == "fp16" and device.type == "cpu":
+        logger.warning("fp16 on the CPU is slow and inexact; bf16 is the fast CPU mode")
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return model.to(device=device, dtype=dtype)

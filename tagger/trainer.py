@@ -1,0 +1,335 @@
+"""Fine-tuning a span-marker model on CoNLL files, selecting the best epoch on dev F1."""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from tagger.collator import IGNORE_INDEX, SpanMarkerCollator
+from tagger.conll import Sentence, labels_in, read_conll, spans_from_iob2
+from tagger.encoders import resolve_encoder
+from tagger.evaluation import evaluate
+from tagger.inference import NerTagger
+from tagger.modeling import SpanMarkerModel
+from tagger.tokenizer import MarkerPass, SpanMarkerTokenizer, candidate_spans
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingArgs:
+    train: list[str]
+    output: str
+    dev: str | None = None
+    encoder: str | None = None  # local HF directory; None = packaged MiniLM
+    epochs: int = 10
+    batch_size: int = 16  # marker passes per optimizer micro-batch
+    grad_accum: int = 1
+    lr: float = 1e-4  # encoder
+    head_lr: float = 1e-3  # classifier
+    layer_decay: float = 1.0  # multiply the LR by this per layer below the top
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    dropout: float = 0.1
+    label_smoothing: float = 0.0
+    negative_rate: float = 1.0  # share of outside spans (beyond near misses) drawn each epoch
+    outside_weight: float = 1.0  # loss weight of the O class relative to entity types
+    entity_max_length: int = 8
+    marker_max_length: int = 128
+    model_max_length: int = 256
+    patience: int = 3  # epochs without dev F1 gain before stopping
+    seed: int = 42
+    device: str | None = None
+    precision: str = "fp32"  # fp32 | bf16 (autocast, CPU or GPU) | fp16 (autocast + scaler, GPU)
+    max_steps: int | None = None  # stop early (smoke tests)
+    save_dtype: str = "float32"  # float16 for the shipped model
+    model_name: str | None = None
+    model_version: str | None = None
+
+
+@dataclass
+class EpochResult:
+    epoch: int
+    step: int
+    train_loss: float
+    dev_precision: float | None
+    dev_recall: float | None
+    dev_f1: float | None
+    seconds: float
+
+
+@dataclass
+class TrainingResult:
+    output: Path
+    best_epoch: int | None
+    best_dev_f1: float | None
+    history: list[EpochResult] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)  # per optimizer step
+    seconds: float = 0.0
+    skipped_entities: int = 0
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def load_sentences(paths: Sequence[str]) -> list[Sentence]:
+    sentences: list[Sentence] = []
+    for path in paths:
+        found, problems = read_conll(path)
+        for problem in problems:
+            logger.warning("skipped malformed line %s", problem)
+        sentences.extend(found)
+    return sentences
+
+
+@dataclass
+class TrainingSentence:
+    """A training sentence encoded once; marker rows are drawn from it every epoch."""
+
+    index: int
+    encoded: object  # EncodedWords
+    span_labels: np.ndarray  # label id per candidate span
+    always_keep: np.ndarray  # bool per span: gold entities and the negatives that overlap them
+
+
+def prepare_sentences(
+    tokenizer: SpanMarkerTokenizer, sentences: Sequence[Sentence], label2id: dict[str, int]
+) -> tuple[list[TrainingSentence], int]:
+    """Encode and label every candidate span; returns how many gold entities no candidate reaches."""
+    encoded = tokenizer.encode([s.words for s in sentences])
+    prepared: list[TrainingSentence] = []
+    unreachable = 0
+    max_len = tokenizer.config.entity_max_length
+    for i, (sentence, enc) in enumerate(zip(sentences, encoded)):
+        entities = []
+        for span in spans_from_iob2(sentence.tags):
+            if span.end - span.start > max_len or span.end > enc.num_words or span.label not in label2id:
+                unreachable += 1
+                continue
+            entities.append((span.start, span.end, label2id[span.label]))
+        labels = tokenizer.span_labels(enc, entities)
+        spans = candidate_spans(enc.num_words, max_len)
+        keep = labels != 0
+        for start, end, _ in entities:
+            # Near misses (partial overlaps with a gold entity) teach boundaries: never sample them away.
+            keep |= (spans[:, 0] < end) & (spans[:, 1] > start)
+        prepared.append(TrainingSentence(i, enc, labels, keep))
+    return prepared, unreachable
+
+
+def draw_rows(
+    tokenizer: SpanMarkerTokenizer,
+    prepared: Sequence[TrainingSentence],
+    negative_rate: float,
+    rng: np.random.Generator,
+) -> list[MarkerPass]:
+    """Marker rows for one epoch: all entity spans and near misses, plus a fresh random share of the
+    other (outside) spans. Markers never attend to each other, so dropping a span does not change
+    how any other span is computed: sampling only rebalances the loss and saves positions."""
+    rows: list[MarkerPass] = []
+    per_pass = tokenizer.config.marker_max_length
+    for sent in prepared:
+        n = len(sent.span_labels)
+        if n == 0:
+            continue
+        keep = sent.always_keep | (rng.random(n) < negative_rate) if negative_rate < 1 else np.ones(n, dtype=bool)
+        idx = np.flatnonzero(keep)
+        if len(idx) == 0:
+            continue
+        spans = candidate_spans(sent.encoded.num_words, tokenizer.config.entity_max_length)[idx]
+        starts = sent.encoded.word_first_token[spans[:, 0]]
+        ends = sent.encoded.word_last_token[spans[:, 1] - 1]
+        labels = sent.span_labels[idx]
+        for lo in range(0, len(idx), per_pass):
+            rows.append(MarkerPass(sent.index, sent.encoded.input_ids, starts[lo : lo + per_pass],
+                                   ends[lo : lo + per_pass], lo, labels[lo : lo + per_pass]))
+    return rows
+
+
+def batches_by_length(rows: list[MarkerPass], batch_size: int, rng: random.Random) -> list[list[MarkerPass]]:
+    """Shuffled batches of similar-length rows, so dynamic padding wastes little."""
+    order = list(range(len(rows)))
+    rng.shuffle(order)
+    pool = batch_size * 50
+    batches = []
+    for lo in range(0, len(order), pool):
+        chunk = sorted(order[lo : lo + pool], key=lambda i: rows[i].length)
+        batches += [[rows[i] for i in chunk[j : j + batch_size]] for j in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def parameter_groups(model: SpanMarkerModel, args: TrainingArgs) -> list[dict]:
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+    n_layers = int(model.config.encoder.get("num_hidden_layers") or 0)
+    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if name.startswith("classifier."):
+            lr = args.head_lr
+        else:
+            depth = _layer_index(name, n_layers)
+            lr = args.lr * (args.layer_decay ** (n_layers - depth))
+        wd = 0.0 if any(k in name for k in no_decay) else args.weight_decay
+        groups.setdefault((lr, wd), []).append(param)
+    return [{"params": params, "lr": lr, "weight_decay": wd} for (lr, wd), params in groups.items()]
+
+
+def _layer_index(name: str, n_layers: int) -> int:
+    """0 for embeddings, i+1 for encoder layer i, n_layers for anything above."""
+    if ".embeddings." in name or name.startswith("encoder.embeddings"):
+        return 0
+    parts = name.split(".")
+    for a, b in zip(parts, parts[1:]):
+        if a in ("layer", "layers") and b.isdigit():
+            return int(b) + 1
+    return n_layers
+
+
+def train(args: TrainingArgs, on_epoch: Callable[[EpochResult], None] | None = None) -> TrainingResult:
+    started = time.perf_counter()
+    set_seed(args.seed)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    train_sentences = load_sentences(args.train)
+    if not train_sentences:
+        raise ValueError(f"no training sentences in {args.train}")
+    dev_sentences = load_sentences([args.dev]) if args.dev else []
+    labels = ["O", *labels_in(train_sentences)]
+    encoder_dir = resolve_encoder(args.encoder)
+    logger.info("encoder %s, %d train / %d dev sentences, labels %s", encoder_dir, len(train_sentences),
+                len(dev_sentences), labels[1:])
+    model, tokenizer = SpanMarkerModel.from_encoder(
+        encoder_dir, labels, model_max_length=args.model_max_length, marker_max_length=args.marker_max_length,
+        entity_max_length=args.entity_max_length, dropout=args.dropout,
+    )
+    model.config.tweetner.update({
+        "model_name": args.model_name or f"span-marker-{encoder_dir.name}",
+        "training": {k: v for k, v in asdict(args).items() if k not in ("output",)},
+    })
+    model.to(device)
+    prepared, unreachable = prepare_sentences(tokenizer, train_sentences, model.config.label2id)
+    np_rng = np.random.default_rng(args.seed)
+    rows = draw_rows(tokenizer, prepared, args.negative_rate, np_rng)
+    if unreachable:
+        logger.warning("%d training entities are longer than entity_max_length=%d words or truncated: "
+                       "they are trained as O", unreachable, args.entity_max_length)
+    collator = SpanMarkerCollator(tokenizer.pad_token_id, tokenizer.start_marker_id, tokenizer.end_marker_id)
+    rng = random.Random(args.seed)
+    steps_per_epoch = math.ceil(math.ceil(len(rows) / args.batch_size) / args.grad_accum)
+    total_steps = args.max_steps or steps_per_epoch * args.epochs
+    optimizer = torch.optim.AdamW(parameter_groups(model, args))
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(args.warmup_ratio * total_steps), total_steps)
+    weights = torch.ones(len(labels), device=device)
+    weights[0] = args.outside_weight
+    loss_fn = nn.CrossEntropyLoss(weight=weights, ignore_index=IGNORE_INDEX, label_smoothing=args.label_smoothing)
+    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision)
+    scaler = torch.amp.GradScaler("cuda") if args.precision == "fp16" and device.type == "cuda" else None
+
+    result = TrainingResult(output=Path(args.output), best_epoch=None, best_dev_f1=None)
+    best_state: dict[str, torch.Tensor] | None = None
+    stale = 0
+    step = 0
+    for epoch in range(1, args.epochs + 1):
+        model.train()
+        epoch_started = time.perf_counter()
+        if epoch > 1 and args.negative_rate < 1:
+            rows = draw_rows(tokenizer, prepared, args.negative_rate, np_rng)
+        batches = batches_by_length(rows, args.batch_size, rng)
+        bar = tqdm(batches, desc=f"epoch {epoch}/{args.epochs}", unit="batch", dynamic_ncols=True)
+        running, loss_sum, seen_rows, micro = 0.0, 0.0, 0, 0
+        for batch_rows in bar:
+            batch = collator(batch_rows).to(device)
+            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                logits = model(batch)
+            loss = loss_fn(logits.float().reshape(-1, len(labels)), batch.labels.reshape(-1)) / args.grad_accum
+            (scaler.scale(loss) if scaler else loss).backward()
+            micro += 1
+            seen_rows += len(batch_rows)
+            loss_sum += loss.item() * args.grad_accum
+            running = loss_sum / micro
+            if micro % args.grad_accum == 0:
+                if scaler:
+                    scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                if scaler:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                result.losses.append(loss.item() * args.grad_accum)
+            elapsed = time.perf_counter() - epoch_started
+            bar.set_postfix(loss=f"{running:.4f}", rows_per_s=f"{seen_rows / max(elapsed, 1e-9):.1f}", step=step)
+            if args.max_steps and step >= args.max_steps:
+                break
+        bar.close()
+        epoch_result = EpochResult(epoch, step, running, None, None, None, 0.0)
+        if dev_sentences:
+            model.eval()
+            evaluation = evaluate(NerTagger(model, tokenizer, device=str(device), precision="fp32"), dev_sentences)
+            s = evaluation.scores
+            epoch_result.dev_precision, epoch_result.dev_recall, epoch_result.dev_f1 = s.precision, s.recall, s.f1
+            logger.info("epoch %d: loss %.4f dev P %.4f R %.4f F1 %.4f", epoch, running, s.precision, s.recall, s.f1)
+            if result.best_dev_f1 is None or s.f1 > result.best_dev_f1:
+                result.best_dev_f1, result.best_epoch, stale = s.f1, epoch, 0
+                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            else:
+                stale += 1
+        epoch_result.seconds = time.perf_counter() - epoch_started
+        result.history.append(epoch_result)
+        if on_epoch:
+            on_epoch(epoch_result)
+        if args.max_steps and step >= args.max_steps:
+            break
+        if dev_sentences and stale >= args.patience:
+            logger.info("no dev F1 gain for %d epochs: stopping", stale)
+            break
+
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    result.seconds = time.perf_counter() - started
+    result.skipped_entities = unreachable
+    model.config.tweetner.update({
+        "best_epoch": result.best_epoch,
+        "best_dev_f1": result.best_dev_f1,
+        "history": [asdict(h) for h in result.history],
+        "train_seconds": round(result.seconds, 1),
+        "train_files": [str(p) for p in args.train],
+        "dev_file": args.dev,
+    })
+    if args.model_version:
+        model.config.tweetner["model_version"] = args.model_version
+    else:
+        # The loader names unversioned models by their weights' digest, which is reproducible.
+        model.config.tweetner.pop("model_version", None)
+    model.eval()
+    dtype = {"float32": torch.float32, "float16": torch.float16}[args.save_dtype]
+    model.save_pretrained(args.output, tokenizer, dtype=dtype)
+    (Path(args.output) / "training_log.json").write_text(json.dumps(
+        {"args": asdict(args), "history": [asdict(h) for h in result.history], "seconds": result.seconds,
+         "unreachable_entities": unreachable}, indent=2))
+    try:
+        from tagger.model_card import write_model_card
+
+        write_model_card(args.output, model.config, train_sentences)
+    except ImportError:
+        pass
+    return result
