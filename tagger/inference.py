@@ -264,9 +264,15 @@ def _prepare(model: SpanMarkerModel, device: torch.device, precision: str) -> Sp
     if precision == "int8":
         if device.type != "cpu":
             raise ValueError("int8 dynamic quantization runs on the CPU only; use fp16 on GPU")
+        import warnings
+
         from torch.ao.quantization import quantize_dynamic
 
-        return quantize_dynamic(model.float(), {torch.nn.Linear}, dtype=torch.qint8)
+        with warnings.catch_warnings():
+            # torch marks eager dynamic quantization deprecated in favour of torchao; it still works
+            # and keeps us from adding a dependency for one call.
+            warnings.simplefilter("ignore")
+            return quantize_dynamic(model.float(), {torch.nn.Linear}, dtype=torch.qint8)
     if precision == "fp16" and device.type == "cpu":
         logger.warning("fp16 on the CPU is slow and inexact; bf16 is the fast CPU mode")
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]

@@ -16,6 +16,7 @@ from typing import Sequence
 
 import numpy as np
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
 
 from tagger.configuration import SpanMarkerConfig
 
@@ -107,7 +108,14 @@ class SpanMarkerTokenizer:
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, config: SpanMarkerConfig) -> "SpanMarkerTokenizer":
-        tokenizer = AutoTokenizer.from_pretrained(str(directory), use_fast=True, local_files_only=True)
+        # The directory's config.json describes the span-marker model, not the tokenizer's encoder;
+        # transformers warns about the unknown model type, which is expected here.
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(directory), use_fast=True, local_files_only=True)
+        finally:
+            hf_logging.set_verbosity(verbosity)
         return cls(tokenizer, config)
 
     def save_pretrained(self, directory: str | Path) -> None:
