@@ -37,10 +37,12 @@ def run_ingest(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ingest.service import BrokerUnavailable, IngestService
+    from tweetner.logs import quiet_clients
     from ingest.settings import IngestSettings
     from ingest.sources import read_sources
     from tweetner.topics import ensure_topics
 
+    quiet_clients()
     settings = IngestSettings.from_env()
     stop = threading.Event()
 

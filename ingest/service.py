@@ -75,6 +75,9 @@ class IngestService:
         self._failure: BaseException | None = None
         self._lock = threading.Lock()
         self.summary = IngestSummary()
+        # When a list, the id of every tweet sent is appended (`up` and the benchmark wait for
+        # exactly these to reach PostgreSQL).
+        self.produced_ids: list[str] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -134,6 +137,8 @@ class IngestService:
         self._send(self.settings.topics.tweets, tweet.id.encode("utf-8"),
                    tweet.model_dump_json().encode("utf-8"))
         self.summary.produced += 1
+        if self.produced_ids is not None:
+            self.produced_ids.append(tweet.id)
 
     def send_dead_letter(self, raw: RawRecord, reason: str) -> None:
         letter = DeadLetter.for_payload("ingest", reason, raw.data, source=raw.source,

@@ -40,7 +40,7 @@ def create_app(settings: AgentSettings, model: TextTagger) -> faust.App:
         value_serializer="raw",
         key_serializer="raw",
         store="memory://",
-        datadir=os.path.join(s.data_dir, "{appid}"),
+        datadir=os.path.join(s.data_dir, s.group),
         web_enabled=True,
         web_host=s.web_host,
         web_port=s.web_port,

