@@ -15,6 +15,8 @@ def make_engine(settings: SinkSettings, **kwargs: object) -> Engine:
     search_path = settings.database_schema
     if search_path != "public":
         search_path += ",public"
-    connect_args = {"options": f"-csearch_path={search_path}", "connect_timeout": 5}
+    # UTC sessions: trend buckets are UTC minutes/hours, and zone-less timestamps in tagged
+    # records must mean the same instant to Python (which buckets them) and to PostgreSQL.
+    connect_args = {"options": f"-csearch_path={search_path} -ctimezone=UTC", "connect_timeout": 5}
     return create_engine(settings.database_url, connect_args=connect_args,
                          pool_pre_ping=True, **kwargs)  # type: ignore[arg-type]

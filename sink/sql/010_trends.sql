@@ -15,7 +15,7 @@ DROP FUNCTION IF EXISTS entity_timeline(text, text, timestamptz, timestamptz, te
 
 -- Mentions of each tweet's current model version (older versions stay in `mentions`).
 CREATE VIEW current_mentions AS
-SELECT m.*, t.created_at, date_trunc('minute', t.created_at) AS bucket_start
+SELECT m.*, t.created_at, date_trunc('minute', t.created_at, 'UTC') AS bucket_start
 FROM mentions m
 JOIN tweets t ON t.id = m.tweet_id AND t.model_version = m.model_version;
 
@@ -71,8 +71,8 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
             SELECT sum(th.count) AS total
             FROM trend_hour th
             WHERE th.entity = c.entity AND th.label = c.label
-              AND th.bucket_start >= date_trunc('hour', p_now - p_window) - p_baseline
-              AND th.bucket_start <  date_trunc('hour', p_now - p_window)
+              AND th.bucket_start >= date_trunc('hour', p_now - p_window, 'UTC') - p_baseline
+              AND th.bucket_start <  date_trunc('hour', p_now - p_window, 'UTC')
         ) b ON true
     )
     SELECT s.entity, s.label, s.n, (s.n - s.expected) / sqrt(s.expected + p_smoothing)
@@ -92,21 +92,21 @@ CREATE FUNCTION entity_timeline(
 RETURNS TABLE (bucket_start timestamptz, count bigint)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
     WITH buckets AS (
-        SELECT generate_series(date_trunc(p_bucket, p_from), date_trunc(p_bucket, p_to),
+        SELECT generate_series(date_trunc(p_bucket, p_from, 'UTC'), date_trunc(p_bucket, p_to, 'UTC'),
                                ('1 ' || p_bucket)::interval) AS b
     ), counts AS (
         SELECT tm.bucket_start AS b, sum(tm.count) AS n
         FROM trend_minute tm
         WHERE p_bucket = 'minute' AND tm.entity = p_entity
           AND (p_label IS NULL OR tm.label = p_label)
-          AND tm.bucket_start >= date_trunc('minute', p_from) AND tm.bucket_start <= p_to
+          AND tm.bucket_start >= date_trunc('minute', p_from, 'UTC') AND tm.bucket_start <= p_to
         GROUP BY tm.bucket_start
         UNION ALL
         SELECT th.bucket_start, sum(th.count)
         FROM trend_hour th
         WHERE p_bucket = 'hour' AND th.entity = p_entity
           AND (p_label IS NULL OR th.label = p_label)
-          AND th.bucket_start >= date_trunc('hour', p_from) AND th.bucket_start <= p_to
+          AND th.bucket_start >= date_trunc('hour', p_from, 'UTC') AND th.bucket_start <= p_to
         GROUP BY th.bucket_start
     )
     SELECT buckets.b, coalesce(sum(counts.n), 0)::bigint
