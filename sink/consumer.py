@@ -63,8 +63,19 @@ class SinkService:
         self._producer: Any = None
 
     # lifecycle ----------------------------------------------------------------------------
-    def stop(self) -> None:
+    def start(self, idle_exit_s: float | None = None) -> threading.Thread:
+        """Run in a background thread (embedded stack, tests); stop() then join() it."""
+        self._thread = threading.Thread(target=self.run, kwargs={"idle_exit_s": idle_exit_s},
+                                        name="tweetner-sink", daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def stop(self, join_timeout_s: float | None = None) -> None:
         self._stop.set()
+        thread = getattr(self, "_thread", None)
+        if (join_timeout_s is not None and thread is not None
+                and thread is not threading.current_thread()):
+            thread.join(join_timeout_s)
 
     @property
     def store(self) -> TrendStore:

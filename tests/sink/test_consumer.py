@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
 import time
 
 import pytest
@@ -102,9 +101,7 @@ def test_postgres_down_commits_nothing_then_recovers(engine, topics, now, redis_
     s = topics.with_(database_url=url)
     _produce(s, _records(now, 80))
     service = SinkService(s)
-    done = threading.Event()
-    thread = threading.Thread(target=lambda: (service.run(idle_exit_s=2.0), done.set()))
-    thread.start()
+    thread = service.start(idle_exit_s=2.0)
     try:
         deadline = time.monotonic() + 20
         while service.stats.write_failures < 3 and time.monotonic() < deadline:
@@ -114,10 +111,10 @@ def test_postgres_down_commits_nothing_then_recovers(engine, topics, now, redis_
         with engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM tweets")).scalar() == 0
         proxy.open()
-        assert done.wait(30)
+        thread.join(30)
+        assert not thread.is_alive()
     finally:
-        service.stop()
-        thread.join(10)
+        service.stop(join_timeout_s=10)
         proxy.close()
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM tweets")).scalar() == 80
