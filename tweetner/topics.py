@@ -57,7 +57,9 @@ def ensure_topics(bootstrap: str, topics: Mapping[str, int], *, timeout_s: float
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+            remaining_ms = max(1000, int((deadline - time.monotonic()) * 1000))
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000,
+                                     bootstrap_timeout_ms=remaining_ms)
             try:
                 existing = set(admin.list_topics())
                 missing = [NewTopic(name, num_partitions=n, replication_factor=1)
