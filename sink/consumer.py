@@ -238,13 +238,26 @@ class SinkService:
             delay = min(delay * 2, self.settings.retry_max_s)
 
     def _send_dead_letters(self, dead: list[DeadLetter]) -> None:
+        from kafka.errors import KafkaError
+
         if not dead:
             return
-        futures = [self._producer.send(self.settings.deadletter_topic,
-                                       value=d.model_dump_json().encode()) for d in dead]
-        self._producer.flush()
-        for f in futures:
-            f.get(timeout=30)  # a lost dead letter must stop the commit, so let it raise
+        delay = self.settings.retry_initial_s
+        while True:
+            try:
+                futures = [self._producer.send(self.settings.deadletter_topic,
+                                               value=d.model_dump_json().encode()) for d in dead]
+                self._producer.flush()
+                for f in futures:
+                    f.get(timeout=30)
+                break
+            except KafkaError as exc:
+                # The batch's offsets wait for its dead letters: a lost one must not be committed
+                # past. Re-sending after a partial failure can duplicate a dead letter; harmless.
+                log.warning("dead-letter produce failed (%s); retrying in %.1fs", exc, delay)
+            if self._stop.wait(delay):
+                raise _Stopped()
+            delay = min(delay * 2, self.settings.retry_max_s)
         self.stats.dead_letters += len(dead)
 
     def _commit(self, batch: Sequence[Any]) -> None:

@@ -110,10 +110,12 @@ def sql_files() -> list[tuple[str, str]]:
 
 def create_schema(engine: Engine) -> None:
     """Create or migrate everything the sink needs; safe to run any number of times, concurrently."""
-    schema = engine.dialect.identifier_preparer.quote_schema(_schema_of(engine))
+    name = _schema_of(engine)
+    schema = engine.dialect.identifier_preparer.quote_schema(name)
     with engine.begin() as conn:
-        # Serialises concurrent init-db runs (tests, several sinks starting at once).
-        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('tweetner.sink.create_schema'))"))
+        # Serialises concurrent init-db runs on one schema (several sinks starting at once).
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('tweetner.sink.create_schema:' "
+                          "|| :schema))"), {"schema": name})
         conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {schema}"))
         conn.execute(text(f"SET LOCAL search_path TO {schema}"))
         Base.metadata.create_all(conn)

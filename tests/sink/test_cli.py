@@ -7,7 +7,20 @@ from sink import trends
 from sink.cli import parse_duration
 from sink.store import TrendStore
 from tests.sink.streams import ago, tagged
-from tweetner.cli import main
+import argparse
+
+from sink.cli import add_bench_commands, add_commands
+
+
+def main(argv: list[str]) -> int:
+    """The `tweetner` dispatch with only the sink's commands registered: the full CLI imports
+    every package's command module, and some of those pull in torch (seconds per test run)."""
+    parser = argparse.ArgumentParser(prog="tweetner")
+    sub = parser.add_subparsers(dest="command")
+    add_commands(sub)
+    add_bench_commands(sub.add_parser("bench").add_subparsers(dest="bench_command"))
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
 
 
 def _env(monkeypatch, settings):
