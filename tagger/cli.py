@@ -6,7 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-from tagger.inference import PRECISIONS
+# Kept here, not imported from tagger.inference, so that `tweetner --help` does not load torch.
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -31,13 +32,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train", required=True, action="append", help="CoNLL training file (repeatable)")
     p.add_argument("--dev", help="CoNLL dev file: evaluated each epoch, best epoch kept")
     p.add_argument("--output", required=True, help="directory for the trained model")
-    from tagger.trainer import TrainingArgs
-
-    defaults = TrainingArgs(train=[], output="")
+    # Mirrors tagger.trainer.TrainingArgs (a test checks they agree) without importing torch here.
     for name in ("epochs", "batch_size", "grad_accum", "lr", "head_lr", "layer_decay", "warmup_ratio",
                  "weight_decay", "dropout", "label_smoothing", "negative_rate", "outside_weight", "entity_max_length",
                  "marker_max_length", "model_max_length", "patience", "seed", "max_steps"):
-        value = getattr(defaults, name)
+        value = TRAIN_DEFAULTS[name]
         kind = int if name in {"epochs", "batch_size", "grad_accum", "entity_max_length", "marker_max_length",
                                "model_max_length", "patience", "seed", "max_steps"} else float
         p.add_argument("--" + name.replace("_", "-"), type=kind, default=value, help=f"default {value}")
@@ -48,6 +47,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model-name", default=None)
     p.add_argument("--model-version", default=None, help="default: digest of the saved weights")
     p.set_defaults(func=_train)
+
+
+TRAIN_DEFAULTS = {
+    "epochs": 10, "batch_size": 16, "grad_accum": 1, "lr": 1e-4, "head_lr": 1e-3, "layer_decay": 1.0,
+    "warmup_ratio": 0.1, "weight_decay": 0.01, "dropout": 0.1, "label_smoothing": 0.0, "negative_rate": 1.0,
+    "outside_weight": 1.0, "entity_max_length": 8, "marker_max_length": 128, "model_max_length": 256,
+    "patience": 3, "seed": 42, "max_steps": None,
+}
 
 
 def add_bench_commands(sub: argparse._SubParsersAction) -> None:
