@@ -291,6 +291,9 @@ def train(args: TrainingArgs, on_epoch: Callable[[EpochResult], None] | None = N
             if result.best_dev_f1 is None or s.f1 > result.best_dev_f1:
                 result.best_dev_f1, result.best_epoch, stale = s.f1, epoch, 0
                 best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                # On disk too, so an interrupted run still leaves its best epoch behind.
+                model.config.tweetner.update({"best_epoch": epoch, "best_dev_f1": s.f1})
+                model.save_pretrained(args.output, tokenizer)
             else:
                 stale += 1
         epoch_result.seconds = time.perf_counter() - epoch_started
