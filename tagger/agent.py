@@ -43,6 +43,10 @@ class TextTagger(Protocol):
 
 def load_model(settings: AgentSettings) -> TextTagger:
     """Build the model with ``settings.model_factory`` ("module:attr.path")."""
+    if settings.torch_threads:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
     module_name, _, attr_path = settings.model_factory.partition(":")
     target: Any = importlib.import_module(module_name)
     for part in attr_path.split("."):

@@ -26,6 +26,9 @@ class AgentSettings:
     # "module:callable" returning an object with predict/model_name/model_version; lets tests
     # and other deployments plug a model in without touching the agent.
     model_factory: str = "tagger.inference:NerTagger.load"
+    # CPU threads for torch (None = torch's default, one per core). On a CPU shared with the
+    # broker and the sink, fewer threads than cores avoids oversubscription stalls.
+    torch_threads: int | None = None
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     data_dir: str = ".state/tagger"
@@ -40,6 +43,10 @@ class AgentSettings:
     # poll for max_poll_interval; both are set from it so slow batches are never mistaken for hangs.
     max_batch_seconds: float = 600.0
     commit_interval_s: float = 1.0
+    # How long a fetch may wait on the broker for data (Faust's own 1500 ms adds latency on
+    # brokers that do not answer on the first byte), and how long the producer lingers to batch.
+    fetch_max_wait_ms: int = 100
+    producer_linger_ms: float = 5.0
     # Sends of one batch are retried this long (with backoff) before the worker gives up and exits
     # without acking the batch, so that a restarted worker re-processes it.
     send_timeout_s: float = 300.0
@@ -58,6 +65,7 @@ class AgentSettings:
             device=env.get("TAGGER_DEVICE") or None,
             precision=env.get("TAGGER_PRECISION") or None,
             model_factory=env.get("TAGGER_MODEL_FACTORY", d.model_factory),
+            torch_threads=int(env["TAGGER_TORCH_THREADS"]) if env.get("TAGGER_TORCH_THREADS") else None,
             web_host=env.get("TAGGER_WEB_HOST", d.web_host),
             web_port=int(env.get("TAGGER_WEB_PORT", d.web_port)),
             data_dir=env.get("TAGGER_DATA_DIR", d.data_dir),
@@ -66,6 +74,8 @@ class AgentSettings:
             rebalance_timeout_s=float(env.get("TAGGER_REBALANCE_TIMEOUT_S", d.rebalance_timeout_s)),
             max_batch_seconds=float(env.get("TAGGER_MAX_BATCH_SECONDS", d.max_batch_seconds)),
             commit_interval_s=float(env.get("TAGGER_COMMIT_INTERVAL_S", d.commit_interval_s)),
+            fetch_max_wait_ms=int(env.get("TAGGER_FETCH_MAX_WAIT_MS", d.fetch_max_wait_ms)),
+            producer_linger_ms=float(env.get("TAGGER_PRODUCER_LINGER_MS", d.producer_linger_ms)),
             send_timeout_s=float(env.get("TAGGER_SEND_TIMEOUT_S", d.send_timeout_s)),
         )
         values.update(overrides)

@@ -28,14 +28,16 @@ import faust
 
 from tagger.agent import AgentMetrics, BatchTagger, InputRecord, TextTagger
 from tagger.agent_settings import AgentSettings
+from tagger.transport import TaggerApp
 
 log = logging.getLogger(__name__)
 
 
 def create_app(settings: AgentSettings, model: TextTagger) -> faust.App:
     s = settings
-    app = faust.App(
+    app = TaggerApp(
         s.group,
+        fetch_max_wait_ms=s.fetch_max_wait_ms,
         broker=f"kafka://{s.kafka_bootstrap.replace(',', ';kafka://')}",
         value_serializer="raw",
         key_serializer="raw",
@@ -57,6 +59,7 @@ def create_app(settings: AgentSettings, model: TextTagger) -> faust.App:
         broker_max_poll_interval=s.max_batch_seconds + 60,
         stream_processing_timeout=s.max_batch_seconds,
         producer_acks=-1,
+        producer_linger=s.producer_linger_ms / 1000.0,
         # On shutdown and rebalance Faust waits for in-flight events to be acked and commits them.
         stream_wait_empty=True,
         consumer_auto_offset_reset="earliest",

@@ -102,6 +102,7 @@ def pipeline_env(broker: TansuService, pg_schema: tuple[str, Engine], redis_pref
         "SINK_RETRY_INITIAL_S": "0.1",
         "SINK_RETRY_MAX_S": "1.0",
         # Two cores are shared by broker, workers and sink: one torch thread each is faster.
+        "TAGGER_TORCH_THREADS": "1",
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
     }
