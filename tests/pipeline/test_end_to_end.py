@@ -307,3 +307,28 @@ def test_sink_survives_postgres_restart_and_redis_outage(
         procs.stop()
         probe.close()
         engine.dispose()
+
+
+def test_two_workers_share_partitions_through_a_rebalance(
+        pipeline_env: dict[str, str], procs: PipelineProcesses) -> None:
+    env = pipeline_env
+    procs.start()
+    procs.wait_ready()
+    ids, thread = _ingest_synthetic(env, 1200, rate=100.0, seed=41)
+    probe = StoredProbe(env["DATABASE_URL"], env["DATABASE_SCHEMA"])
+    try:
+        second = procs.add_worker()  # joins (after its start-up) mid-stream: a rebalance under load
+
+        def both_assigned() -> bool:
+            parts = [set((w.health() or {}).get("assigned_partitions", [])) for w in procs.workers]
+            return all(parts) and not (parts[0] & parts[1])
+
+        wait_for(both_assigned, 60, "partitions split between the two workers", _alive(procs))
+        thread.join(60)
+        _wait_stored(probe, ids, procs)
+        _wait_drained(env)
+        assert (second.metrics() or {}).get("tweets_total", 0) > 0
+        with probe.engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM tweets")).scalar() == 1200
+    finally:
+        probe.close()
