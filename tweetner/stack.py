@@ -29,6 +29,18 @@ class StackError(RuntimeError):
 
 
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on, chosen below Linux's ephemeral range (32768+): a port the kernel
+    hands out for outgoing connections may be taken by a client socket before the server binds."""
+    import random
+
+    for _ in range(200):
+        port = random.randrange(20_000, 32_000)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])

@@ -93,7 +93,8 @@ def _alive(procs: PipelineProcesses):
     def check() -> None:
         dead = procs.check_alive()
         if dead:
-            logs = "\n".join(p.read_text()[-3000:] for p in procs.log_dir.glob("*.log"))
+            logs = "\n".join(f"--- {name}.log:\n" + (procs.log_dir / f"{name}.log").read_text()[-6000:]
+                             for name in dead)
             raise AssertionError(f"{dead} died:\n{logs}")
     return check
 
