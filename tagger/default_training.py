@@ -11,9 +11,12 @@ import argparse
 import json
 import logging
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
+
+from tagger.calibration import best_threshold, sweep_thresholds
 
 from tagger.conll import read_conll
 from tagger.evaluation import evaluate
@@ -41,6 +44,11 @@ DEFAULT_ARGS = dict(
 def export(trained_dir: Path, target: Path, dev_file: Path, train_files: list[str]) -> dict:
     """Write the fp16 shipping copy and its card; returns the dev report of the shipped weights."""
     model, tokenizer = SpanMarkerModel.from_pretrained(trained_dir)
+    sentences, _ = read_conll(dev_file)
+    if "entity_threshold" not in model.config.tweetner:
+        sweep = sweep_thresholds(NerTagger(model, tokenizer, device="cpu", precision="fp32"), sentences)
+        model.config.tweetner["entity_threshold"] = best_threshold(sweep).threshold
+        model.config.tweetner["threshold_sweep"] = [asdict(r) for r in sweep]
     if target.exists():
         shutil.rmtree(target)
     model.config.tweetner["model_version"] = model.config.tweetner.get("model_version") or \
@@ -48,7 +56,6 @@ def export(trained_dir: Path, target: Path, dev_file: Path, train_files: list[st
     model.save_pretrained(target, tokenizer, dtype=torch.float16)
     # The card reports what users get: the fp16 weights loaded back in fp32 on the CPU.
     shipped = NerTagger.load(target, device="cpu", precision="fp32")
-    sentences, _ = read_conll(dev_file)
     report = evaluate(shipped, sentences).to_dict()
     config = shipped.config
     config.tweetner["dev_per_type"] = report["per_type"]

@@ -114,6 +114,7 @@ class NerTagger:
         fixed_padding: bool = False,
         max_batch_positions: int | None = None,
         max_batch_rows: int = 64,
+        entity_threshold: float | None = None,
     ) -> None:
         self.device = torch.device(device or default_device())
         self.precision = precision or default_precision(self.device.type)
@@ -134,6 +135,8 @@ class NerTagger:
         self.max_batch_positions = max_batch_positions or (65536 if self.device.type == "cuda" else 8192)
         self.max_batch_rows = max_batch_rows
         self.stats = PredictStats()
+        # None: the model's own tuned threshold (if any); a negative value forces plain argmax.
+        self._threshold_override = entity_threshold
 
     @classmethod
     def load(
@@ -180,6 +183,43 @@ class NerTagger:
 
     # --- internals -----------------------------------------------------------------------------
     def _predict_spans(self, sentences: Sequence[Sequence[str]]) -> list[list[tuple[int, int, str, float]]]:
+        scored = self.span_probabilities(sentences)
+        threshold = self.entity_threshold
+        return [self.decode(spans, probs, threshold) for spans, probs in scored]
+
+    def decode(
+        self, spans: np.ndarray, probs: np.ndarray, threshold: float | None
+    ) -> list[tuple[int, int, str, float]]:
+        """Entities from one sentence's span probabilities ``[num_spans, num_labels]``.
+
+        Without a threshold a span takes its most probable label (span_marker's rule, the exact
+        mode). With one, a span is an entity when its best entity type reaches the threshold:
+        the 'outside' class dominates training, so a threshold tuned on dev trades a little
+        precision for recall. The model's config carries the tuned value.
+        """
+        if len(spans) == 0:
+            return []
+        if threshold is None:
+            label_ids = probs.argmax(-1)
+            scores = probs.max(-1)
+        else:
+            entity_ids = probs[:, 1:].argmax(-1) + 1
+            entity_scores = np.take_along_axis(probs, entity_ids[:, None], axis=1)[:, 0]
+            label_ids = np.where(entity_scores >= threshold, entity_ids, self.config.outside_id)
+            scores = entity_scores
+        labels = self.config.labels
+        decoded = greedy_decode(spans, scores, label_ids, self.config.outside_id)
+        return [(d.start, d.end, labels[d.label_id], d.score) for d in decoded]
+
+    @property
+    def entity_threshold(self) -> float | None:
+        if self._threshold_override is not None:
+            return self._threshold_override if self._threshold_override >= 0 else None
+        value = self.config.tweetner.get("entity_threshold")
+        return None if value is None else float(value)
+
+    def span_probabilities(self, sentences: Sequence[Sequence[str]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """For each sentence, its candidate spans ``[n, 2]`` and their label probabilities ``[n, C]``."""
         if not sentences:
             return []
         encoded = self.tokenizer.encode(sentences)
@@ -197,39 +237,24 @@ class NerTagger:
                 sum(e.truncated_words for e in encoded),
             )
             self.stats.truncated_sentences += truncated
-        scores = [np.zeros(0, dtype=np.float32)] * len(encoded)
-        label_ids = [np.zeros(0, dtype=np.int64)] * len(encoded)
-        span_counts = [len(candidate_spans(e.num_words, self.config.entity_max_length)) for e in encoded]
-        for i, n in enumerate(span_counts):
-            if n:
-                scores[i] = np.zeros(n, dtype=np.float32)
-                label_ids[i] = np.zeros(n, dtype=np.int64)
+        n_labels = self.config.num_labels
+        all_spans = [candidate_spans(e.num_words, self.config.entity_max_length) for e in encoded]
+        probs_out = [np.zeros((len(s), n_labels), dtype=np.float32) for s in all_spans]
         with torch.inference_mode():
             for batch_rows in self._batches(rows):
                 started = time.perf_counter()
                 batch = self.collator(batch_rows).to(self.device)
-                logits = self.model(batch)
-                probs = logits.float().softmax(-1)
-                best, best_ids = probs.max(-1)
-                best, best_ids = best.cpu().numpy(), best_ids.cpu().numpy()
+                probs = self.model(batch).float().softmax(-1).cpu().numpy()
                 for b, row in enumerate(batch_rows):
                     lo, n = row.first_span, row.num_spans
-                    scores[row.sentence][lo : lo + n] = best[b, :n]
-                    label_ids[row.sentence][lo : lo + n] = best_ids[b, :n]
+                    probs_out[row.sentence][lo : lo + n] = probs[b, :n]
                 self.stats.batch_seconds.append(time.perf_counter() - started)
                 self.stats.batches += 1
                 self.stats.positions += batch.positions
         self.stats.sentences += len(sentences)
         self.stats.passes += len(rows)
         self.stats.text_tokens += sum(len(e.input_ids) for e in encoded)
-
-        labels = self.config.labels
-        results = []
-        for enc, sc, ids in zip(encoded, scores, label_ids):
-            spans = candidate_spans(enc.num_words, self.config.entity_max_length)
-            decoded = greedy_decode(spans, sc, ids, self.config.outside_id)
-            results.append([(d.start, d.end, labels[d.label_id], d.score) for d in decoded])
-        return results
+        return list(zip(all_spans, probs_out))
 
     def _batches(self, rows: list[MarkerPass]) -> Iterator[list[MarkerPass]]:
         if self.fixed_padding:

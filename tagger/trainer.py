@@ -44,6 +44,7 @@ class TrainingArgs:
     weight_decay: float = 0.01
     dropout: float = 0.1
     label_smoothing: float = 0.0
+    tune_threshold: bool = True  # pick the entity decision threshold on dev after training
     negative_rate: float = 1.0  # share of outside spans (beyond near misses) drawn each epoch
     outside_weight: float = 1.0  # loss weight of the O class relative to entity types
     entity_max_length: int = 8
@@ -308,6 +309,16 @@ def train(args: TrainingArgs, on_epoch: Callable[[EpochResult], None] | None = N
 
     if best_state is not None:
         model.load_state_dict(best_state)
+    if dev_sentences and args.tune_threshold:
+        from tagger.calibration import best_threshold, sweep_thresholds
+
+        model.eval()
+        sweep = sweep_thresholds(NerTagger(model, tokenizer, device=str(device), precision="fp32"), dev_sentences)
+        chosen = best_threshold(sweep)
+        model.config.tweetner["entity_threshold"] = chosen.threshold
+        model.config.tweetner["threshold_sweep"] = [asdict(r) for r in sweep]
+        logger.info("entity threshold %s: dev P %.4f R %.4f F1 %.4f", chosen.threshold, chosen.precision,
+                    chosen.recall, chosen.f1)
     result.seconds = time.perf_counter() - started
     result.skipped_entities = unreachable
     model.config.tweetner.update({

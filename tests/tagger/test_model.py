@@ -206,3 +206,27 @@ def test_fast_precisions_run_on_cpu(tmp_path, precision):
 def test_missing_model_directory_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="config.json"):
         SpanMarkerModel.from_pretrained(tmp_path)
+
+
+def test_entity_threshold_trades_precision_for_recall(tmp_path):
+    from tagger.calibration import best_threshold, sweep_thresholds
+    from tagger.conll import Sentence
+
+    directory = make_tiny_model(tmp_path / "m", seed=5)
+    tagger = NerTagger.load(directory, device="cpu", precision="fp32")
+    words = ["barack", "obama", "visits", "paris", "and", "new", "york", "today"]
+    [(spans, probs)] = tagger.span_probabilities([words])
+    argmax = tagger.decode(spans, probs, None)
+    low = tagger.decode(spans, probs, 0.0)  # every span's best type qualifies
+    high = tagger.decode(spans, probs, 1.01)  # nothing qualifies
+    assert high == []
+    assert len(low) >= 1 and sum(e - s for s, e, _, _ in low) >= sum(e - s for s, e, _, _ in argmax)
+    # the model's config carries the tuned threshold, and predict() honours it
+    tagger.config.tweetner["entity_threshold"] = 1.01
+    assert tagger.predict_words([words]) == [[]]
+    sentence = Sentence(words=words, tags=["B-person", "I-person", "O", "B-geo-loc", "O", "B-geo-loc",
+                                           "I-geo-loc", "O"], source="t:1")
+    results = sweep_thresholds(tagger, [sentence], grid=(0.0, 0.5, 1.01))
+    assert [r.threshold for r in results] == [None, 0.0, 0.5, 1.01]
+    assert results[-1].recall == 0.0
+    assert best_threshold(results).f1 == max(r.f1 for r in results)
