@@ -133,7 +133,10 @@ class PipelineProcesses:
         while pending:
             dead = self.check_alive()
             if dead:
-                raise RuntimeError(f"{', '.join(dead)} exited; see logs in {self.log_dir}")
+                tails = "\n".join(f"--- {name}.log:\n" + "\n".join(
+                    (self.log_dir / f"{name}.log").read_text(errors="replace").splitlines()[-12:])
+                    for name in dead)
+                raise RuntimeError(f"{', '.join(dead)} exited; see logs in {self.log_dir}\n{tails}")
             pending = [w for w in pending if not ((w.health() or {}).get("status") == "ok")]
             if pending and time.monotonic() > deadline:
                 raise TimeoutError(f"tagger workers not ready after {timeout_s:.0f}s")

@@ -100,6 +100,9 @@ def run_up(args: argparse.Namespace) -> int:
             if dead:
                 print(f"tweetner up: {', '.join(dead)} exited unexpectedly; see {log_dir}/",
                       file=sys.stderr)
+                for name in dead:
+                    tail = (log_dir / f"{name}.log").read_text(errors="replace").splitlines()[-12:]
+                    print(f"--- last lines of {name}.log:\n" + "\n".join(tail), file=sys.stderr)
                 code = 1
                 break
             if ingest_error:
