@@ -157,10 +157,14 @@ class StoredProbe:
         self.engine = make_engine(SinkSettings.from_env(database_url=database_url,
                                                         database_schema=schema))
         self._pending: set[str] = set()
+        self._expected: set[str] = set()
         self.stored = 0
 
     def expect(self, ids: Iterable[str]) -> None:
-        self._pending.update(ids)
+        """Adds ids to wait for; ids already expected (stored or not) are not counted twice."""
+        new = set(ids) - self._expected
+        self._expected |= new
+        self._pending |= new
 
     @property
     def pending(self) -> int:

@@ -32,6 +32,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--state-dir", default=None, help="where embedded servers keep data (.state)")
     up.add_argument("--refresh", type=float, default=2.0, help="seconds between table refreshes")
     up.add_argument("--top", type=int, default=10, help="rows of the top-entities table")
+    up.add_argument("--drain", type=float, default=15.0,
+                    help="on Ctrl-C, wait up to this many seconds for produced tweets to be stored")
     up.set_defaults(func=run_up)
 
     stack = sub.add_parser("stack", help="start only the embedded servers and print their URLs")

@@ -21,6 +21,20 @@ def _format_top(rows: list, width: int = 30) -> str:
     return "\n".join(lines)
 
 
+def _drain(probe, produced_ids: list[str], procs, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    try:
+        probe.expect(produced_ids)
+        probe.poll()
+        while probe.pending and time.monotonic() < deadline and not procs.check_alive():
+            time.sleep(0.3)
+            probe.poll()
+    except KeyboardInterrupt:
+        pass
+    except Exception:  # noqa: BLE001 - draining is best effort on the way out
+        log.debug("drain failed", exc_info=True)
+
+
 def run_up(args: argparse.Namespace) -> int:
     from ingest.service import BrokerUnavailable, IngestService
     from ingest.settings import IngestSettings
@@ -134,6 +148,10 @@ def run_up(args: argparse.Namespace) -> int:
         stop.set()
         print("\nstopping ...", flush=True)
         ingest_done.wait(10)
+        if code == 0 and args.drain > 0:
+            # Tansu keeps topics in memory: what is not stored before the broker stops is gone,
+            # so give the tagger and the sink a moment to finish what was produced.
+            _drain(probe, ingest.produced_ids or [], procs, args.drain)
         procs.stop()
         stored = probe.poll()
         elapsed = time.monotonic() - started
