@@ -88,7 +88,12 @@ def run_tagger(args: argparse.Namespace) -> int:
         print(f"tweetner tagger: fatal: Kafka at {settings.kafka_bootstrap} is unreachable: {exc}",
               file=sys.stderr)
         return 1
-    model = load_model(settings)
+    try:
+        model = load_model(settings)
+    except Exception as exc:  # noqa: BLE001 - a worker without a model cannot start; say why
+        print(f"tweetner tagger: fatal: cannot load the model ({settings.model_factory}, "
+              f"model_dir={settings.model_dir or 'default'}): {exc}", file=sys.stderr)
+        return 1
     log.info("model %s %s; batches of %d within %.2fs; group %s", model.model_name,
              model.model_version, settings.batch_size, settings.batch_within_s, settings.group)
     level = "debug" if logging.getLogger().level <= logging.DEBUG else "info"
