@@ -92,19 +92,28 @@ class PipelineProcesses:
         self.env["PYTHONPATH"] = os.pathsep.join(p for p in (root, self.env.get("PYTHONPATH")) if p)
         self.env.setdefault("TAGGER_DATA_DIR", str(log_dir / "tagger"))
         self.log_dir = log_dir
-        self.workers: list[Worker] = [self._worker(i) for i in range(workers)]
+        self._spawned = 0
+        self.workers: list[Worker] = [self._worker() for _ in range(workers)]
         self.sink = ChildProcess("sink", ["sink"], dict(self.env), log_dir / "sink.log") if sink else None
 
-    def _worker(self, i: int) -> Worker:
+    def _worker(self) -> Worker:
+        i, self._spawned = self._spawned, self._spawned + 1
         port = free_port()
         env = dict(self.env, TAGGER_WEB_PORT=str(port))
         return Worker(f"tagger-{i}", ["tagger"], env, self.log_dir / f"tagger-{i}.log", web_port=port)
 
     def add_worker(self) -> Worker:
-        worker = self._worker(len(self.workers))
+        worker = self._worker()
         self.workers.append(worker)
         worker.start()
         return worker
+
+    def kill_worker(self, worker: Worker) -> int | None:
+        """SIGKILL one worker (a crash, as Kafka sees it) and forget it; returns its exit code."""
+        worker.kill()
+        worker.stop()
+        self.workers.remove(worker)
+        return None if worker.proc is None else worker.proc.returncode
 
     def start(self) -> None:
         for worker in self.workers:

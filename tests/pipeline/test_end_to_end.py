@@ -95,7 +95,9 @@ def _alive(procs: PipelineProcesses):
         if dead:
             logs = "\n".join(f"--- {name}.log:\n" + (procs.log_dir / f"{name}.log").read_text()[-6000:]
                              for name in dead)
-            raise AssertionError(f"{dead} died:\n{logs}")
+            codes = {c.name: c.proc.returncode for c in [*procs.workers, procs.sink]
+                     if c is not None and c.proc is not None and c.name in dead}
+            raise AssertionError(f"{dead} died (exit codes {codes}):\n{logs}")
     return check
 
 
@@ -230,9 +232,8 @@ def test_worker_killed_mid_stream_loses_nothing(
     try:
         wait_for(lambda: (probe.expect(ids[probe.stored + probe.pending:]) or probe.poll()) >= 150,
                  90, "the first tweets stored", _alive(procs))
-        victim = procs.workers[0]
-        victim.kill()  # SIGKILL: no commit, no goodbye to the group
-        assert victim.proc is not None and victim.proc.returncode == -9
+        # SIGKILL: no commit, no goodbye to the group.
+        assert procs.kill_worker(procs.workers[0]) == -9
         procs.add_worker()
         thread.join(60)
         assert len(ids) == 700
