@@ -22,7 +22,7 @@ from ingest.settings import IngestSettings
 from ingest.sources import read_source
 from sink.db import make_engine
 from sink.settings import SinkSettings
-from tweetner.messages import DeadLetter, TaggedTweet, Tweet
+from tweetner.messages import DeadLetter, TaggedTweet
 from tweetner.runner import PipelineProcesses, StoredProbe
 from tweetner.synthetic import SyntheticStream
 from tests.pipeline.helpers import group_lag, read_topic, wait_for

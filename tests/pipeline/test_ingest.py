@@ -1,7 +1,6 @@
 """Ingest: validation, dead letters with reasons and positions, ids, summary, fatal errors."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -12,11 +11,9 @@ from pathlib import Path
 import pytest
 
 from ingest.records import Rejection, derived_id, parse_record
-from ingest.service import IngestService, RatePacer
-from ingest.settings import IngestSettings
+from ingest.service import RatePacer
 from ingest.sources import RawRecord, read_source
 from tweetner.messages import DeadLetter, Tweet
-from tweetner.topics import Topics, ensure_topics
 from tests.pipeline.helpers import read_topic
 
 ROOT = Path(__file__).resolve().parents[2]
