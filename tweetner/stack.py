@@ -233,8 +233,10 @@ class PostgresService:
             self._run([self._bin("initdb"), "-D", str(self.data_dir), "-U", "postgres",
                        "--auth=trust", "--encoding=utf8", "--no-sync"], timeout=120)
         self.port = self.port or free_port(self.host)
-        # Sockets go in the data dir: the default /var/run/postgresql may not exist or be ours.
-        options = f"-h {self.host} -p {self.port} -k {self.data_dir} -c fsync=off -c max_connections=100"
+        # TCP only: a Unix socket in the data dir breaks on deep paths (107-byte limit) and the
+        # default /var/run/postgresql may not exist or not be ours.
+        options = (f"-h {self.host} -p {self.port} -c unix_socket_directories='' "
+                   "-c fsync=off -c max_connections=100")
         self._run([self._bin("pg_ctl"), "-D", str(self.data_dir), "-w", "-t", "60", "-o", options,
                    "-l", str(self.data_dir / "server.log"), "start"], timeout=90)
         wait_for_port(self.host, self.port, 30, what="postgres")
