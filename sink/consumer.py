@@ -110,6 +110,7 @@ class SinkService:
             heartbeat_interval_ms=s.heartbeat_interval_ms,
             session_timeout_ms=s.session_timeout_ms,
             max_poll_interval_ms=s.max_poll_interval_ms,
+            fetch_max_wait_ms=s.fetch_max_wait_ms,
             client_id=f"tweetner-sink-{s.sink_group}")
         self._consumer.subscribe([s.tagged_topic], listener=_Revoked())
         self._producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all",

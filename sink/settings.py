@@ -48,6 +48,8 @@ class SinkSettings:
     # Kafka group membership: short timeouts make group joins fast on Tansu and after restarts.
     heartbeat_interval_ms: int = 1000
     session_timeout_ms: int = 6000
+    # kafka-python waits up to 500 ms for a fetch to fill; at tweet rates that is pure latency.
+    fetch_max_wait_ms: int = 100
     max_poll_interval_ms: int = 300000
 
     def __post_init__(self) -> None:
@@ -82,6 +84,7 @@ class SinkSettings:
             redis_timeout_s=_float(env, "REDIS_TIMEOUT_S", d.redis_timeout_s),
             heartbeat_interval_ms=_int(env, "SINK_HEARTBEAT_MS", d.heartbeat_interval_ms),
             session_timeout_ms=_int(env, "SINK_SESSION_TIMEOUT_MS", d.session_timeout_ms),
+            fetch_max_wait_ms=_int(env, "SINK_FETCH_MAX_WAIT_MS", d.fetch_max_wait_ms),
             max_poll_interval_ms=_int(env, "SINK_MAX_POLL_INTERVAL_MS", d.max_poll_interval_ms),
         )
         values.update(overrides)
