@@ -105,8 +105,10 @@ def _tagger_factory(args: argparse.Namespace) -> Any:
 
 def _replay(args: argparse.Namespace) -> int:
     from sink.settings import SinkSettings
+    from tweetner.logs import quiet_clients
     from tweetner.replay import ReplayError, ReplayOptions, ReplayService
 
+    quiet_clients()
     try:
         options = ReplayOptions(
             topic=args.topic, from_time=args.from_time, from_offsets=args.from_offsets,

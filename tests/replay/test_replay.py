@@ -137,3 +137,106 @@ def test_from_offsets_reads_only_the_named_partitions_from_there(replay_env, cap
     summary = replay(capsys, "--topic", env.tagged_topic, "--from-offsets", f"{part}:2", "--dry-run")
     assert list(summary["partitions"]) == [str(part)]
     assert summary["records_read"] == ends[part] - 2
+
+
+def _time_range_topic(env, now):
+    """12 tweets per hour for the last 4 hours on 3 partitions, in time order; ids say the hour."""
+    records, stamps = [], []
+    for hour in (4, 3, 2, 1):
+        for i, t in enumerate(tweets(12, prefix=f"h{hour}-")):
+            records.append(tagged(t))
+            stamps.append(int((now - timedelta(hours=hour) + timedelta(seconds=i)).timestamp() * 1000))
+    produce(env.bootstrap, env.tagged_topic, records, stamps, partitions=3)
+
+
+def _stored_hours(engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        ids = [r for (r,) in conn.execute(text("SELECT id FROM tweets"))]
+    return {h: sum(1 for i in ids if i.startswith(h + "-")) for h in ("h4", "h3", "h2", "h1")}
+
+
+def test_a_time_lookup_that_overshoots_falls_back_to_a_scan(replay_env, capsys, monkeypatch):
+    from kafka import KafkaConsumer
+    from kafka.structs import OffsetAndTimestamp
+
+    env = replay_env
+    _time_range_topic(env, datetime.now(timezone.utc))
+    # A broker answering far too late an offset (the last one) for every partition.
+    monkeypatch.setattr(KafkaConsumer, "offsets_for_times", lambda self, q: {
+        tp: OffsetAndTimestamp(15, 0, -1) for tp in q})
+    summary = replay(capsys, "--topic", env.tagged_topic, "--from", "150m")
+    assert summary["time_lookup"] == "scan"
+    assert _stored_hours(env.engine) == {"h4": 0, "h3": 0, "h2": 12, "h1": 12}
+
+
+def test_a_right_time_lookup_is_used(replay_env, capsys, monkeypatch):
+    from kafka import KafkaConsumer
+    from kafka.structs import OffsetAndTimestamp
+
+    env = replay_env
+    _time_range_topic(env, datetime.now(timezone.utc))
+    # What Kafka would answer for 150m ago: per partition 4 records per hour, so h2 starts at 8.
+    monkeypatch.setattr(KafkaConsumer, "offsets_for_times", lambda self, q: {
+        tp: OffsetAndTimestamp(8, 0, -1) for tp in q})
+    summary = replay(capsys, "--topic", env.tagged_topic, "--from", "150m")
+    assert summary["time_lookup"] == "broker"
+    # Only the one record before each start offset is read to check the broker's answer.
+    assert summary["records_read"] == 3 * 9 and summary["records_skipped"] == 3
+    assert _stored_hours(env.engine) == {"h4": 0, "h3": 0, "h2": 12, "h1": 12}
+
+
+def test_a_live_topic_replay_stops_at_the_end_captured_at_start(replay_env, capsys):
+    import threading
+
+    env = replay_env
+    produce(env.bootstrap, env.tagged_topic, [tagged(t) for t in tweets(60, prefix="before")])
+    stop = threading.Event()
+
+    def keep_producing() -> None:
+        n = 0
+        while not stop.is_set():
+            produce(env.bootstrap, env.tagged_topic, [tagged(t) for t in tweets(5, prefix=f"live{n}-")])
+            n += 1
+
+    writer = threading.Thread(target=keep_producing, daemon=True)
+    writer.start()
+    try:
+        summary = replay(capsys, "--topic", env.tagged_topic, "--from-offsets", "all",
+                         "--batch-size", "10")
+    finally:
+        stop.set()
+        writer.join(10)
+    assert summary["records_read"] >= 60 and not summary["interrupted"]
+    assert {p["stopped_by"] for p in summary["partitions"].values()} == {"end"}
+    assert summary["records_read"] == sum(p["end"] - p["start"] for p in summary["partitions"].values())
+
+
+def test_a_stopped_replay_resumes_where_it_stopped(replay_env):
+    from sink.store import TrendStore
+    from tweetner.replay import ReplayOptions, ReplayService
+
+    env = replay_env
+    produce(env.bootstrap, env.tagged_topic, [tagged(t) for t in tweets(50)])
+    options = ReplayOptions(topic=env.tagged_topic, from_offsets="all", batch_size=8,
+                            progress=False, idle_timeout_s=5)
+
+    class StopAfterTwoBatches(TrendStore):
+        writes = 0
+
+        def write(self, records):
+            result = super().write(records)
+            StopAfterTwoBatches.writes += 1
+            if StopAfterTwoBatches.writes == 2:
+                service.stop()
+            return result
+
+    from sink.db import make_engine
+
+    service = ReplayService(options, env.settings, store=StopAfterTwoBatches(make_engine(env.settings)))
+    first = service.run()
+    assert first.interrupted and 0 < first.tweets_inserted < 50
+    rest = ReplayService(ReplayOptions(topic=env.tagged_topic, resume=True, progress=False,
+                                       idle_timeout_s=5), env.settings).run()
+    assert not rest.interrupted
+    assert rest.records_read == 50 - first.records_read
+    assert first.tweets_inserted + rest.tweets_inserted == 50 and rest.tweets_unchanged == 0
