@@ -25,17 +25,18 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Literal
 
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from sink.settings import SinkSettings
 from sink.store import TrendStore
 from sink.writer import WriteResult
-from tweetner.messages import DeadLetter
 from tweetner import replay_records
+from tweetner.messages import DeadLetter
 
 log = logging.getLogger(__name__)
 
@@ -204,9 +205,12 @@ class ReplayService:
         return self.summary
 
     def _load_tagger(self) -> Any:
-        if self._tagger_factory is not None:
+        if self._tagger_factory is None:
+            raise ReplayError("retag needs a model (tagger_factory)")
+        try:
             return self._tagger_factory()
-        raise ReplayError("retag needs a model (tagger_factory)")
+        except Exception as exc:
+            raise ReplayError(f"cannot load the model: {type(exc).__name__}: {exc}") from exc
 
     def _connect(self) -> None:
         from kafka import KafkaConsumer
@@ -290,6 +294,8 @@ class ReplayService:
             if offset > p.beginning:
                 # Read from one record earlier: that record must be older than from_time.
                 p.start, p.verify = offset - 1, True
+        log.info("offsets_for_times(%s): %s", self.options.from_time,
+                 {p.tp.partition: (h.offset if (h := found.get(p.tp)) else None) for p in parts})
         used = {p.verify for p in parts}
         self.summary.time_lookup = ("mixed" if len(used) > 1 else "broker" if True in used
                                     else "scan")
@@ -438,18 +444,24 @@ class ReplayService:
 
     def _send_dead_letters(self, dead: list[DeadLetter]) -> None:
         from kafka import KafkaProducer
+        from kafka.errors import KafkaError
 
         if not dead:
             return
-        if self._producer is None:
-            self._producer = KafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap,
-                                           acks="all", retries=5, linger_ms=5)
-        futures = [self._producer.send(self.settings.deadletter_topic,
-                                       value=d.model_dump_json().encode()) for d in dead]
-        self._producer.flush()
-        for f in futures:
-            # A dead letter that cannot be delivered must not be committed past: fail the job.
-            f.get(timeout=30)
+        try:
+            if self._producer is None:
+                self._producer = KafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap,
+                                               acks="all", retries=5, linger_ms=5)
+            futures = [self._producer.send(self.settings.deadletter_topic,
+                                           value=d.model_dump_json().encode()) for d in dead]
+            self._producer.flush()
+            for f in futures:
+                f.get(timeout=30)
+        except KafkaError as exc:
+            # A dead letter that cannot be delivered must not be committed past: fail the job
+            # before this batch's offsets are committed (its rows are stored; a rerun is a no-op).
+            raise ReplayError(f"cannot produce dead letters to {self.settings.deadletter_topic}: "
+                              f"{exc}; rerun with --resume") from exc
         self.summary.dead_letters += len(dead)
 
     def _commit(self, parts: dict[Any, _Partition]) -> None:

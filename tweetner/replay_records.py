@@ -6,8 +6,9 @@ dead letter, and why) can be read and tested without a broker.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from pydantic import ValidationError
 

@@ -37,3 +37,14 @@ def test_options_need_exactly_one_start():
     with pytest.raises(ValueError):
         ReplayOptions(topic="t", from_time=NOW, from_offsets="all")
     assert ReplayOptions(topic="t", resume=True).consumer_group == "tweetner-replay-t"
+
+
+def test_command_errors_are_exit_codes_not_tracebacks(tmp_path, capsys):
+    from tweetner.cli import main
+
+    assert main(["replay", "--topic", "t"]) == 2
+    assert "--from" in capsys.readouterr().err
+    # The model loads before Kafka is touched, so a bad one fails fast without a broker.
+    assert main(["replay", "--topic", "t", "--from", "1h", "--retag", "--model",
+                 str(tmp_path / "missing")]) == 1
+    assert "cannot load the model" in capsys.readouterr().err

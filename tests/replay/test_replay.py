@@ -6,8 +6,16 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import text
 
 from tests.pipeline.helpers import read_topic
-from tests.replay.helpers import (bucket_mismatches, dump_all, produce, redis_minutes, replay,
-                                  sql_minutes, tagged, tweets)
+from tests.replay.helpers import (
+    bucket_mismatches,
+    dump_all,
+    produce,
+    redis_minutes,
+    replay,
+    sql_minutes,
+    tagged,
+    tweets,
+)
 from tweetner.messages import DeadLetter
 
 
