@@ -51,8 +51,9 @@ def export(trained_dir: Path, target: Path, dev_file: Path, train_files: list[st
         model.config.tweetner["threshold_sweep"] = [asdict(r) for r in sweep]
     if target.exists():
         shutil.rmtree(target)
-    model.config.tweetner["model_version"] = model.config.tweetner.get("model_version") or \
-        f"wnut16-{model.config.model_version}"
+    model.config.tweetner["model_name"] = DEFAULT_ARGS["model_name"]
+    # A readable version that still changes with the weights: the trainer's digest of them.
+    model.config.tweetner["model_version"] = f"wnut16-minilm-{model.config.model_version}"
     model.save_pretrained(target, tokenizer, dtype=torch.float16)
     # The card reports what users get: the fp16 weights loaded back in fp32 on the CPU.
     shipped = NerTagger.load(target, device="cpu", precision="fp32")
