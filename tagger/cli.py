@@ -21,7 +21,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_predict)
 
     p = sub.add_parser("evaluate", help="entity-level P/R/F1 on a CoNLL file")
-    _model_options(p)
+    # Evaluation measures the model itself, so it runs the exact mode unless asked otherwise.
+    _model_options(p, default_precision="fp32")
     p.add_argument("--data", required=True, help="CoNLL file (token TAB-or-space tag)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--report", help="also write the JSON report to this file")
@@ -71,11 +72,12 @@ def add_bench_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_bench)
 
 
-def _model_options(p: argparse.ArgumentParser) -> None:
+def _model_options(p: argparse.ArgumentParser, default_precision: str | None = None) -> None:
     p.add_argument("--model", default=None, help="span-marker model directory (default: the shipped model)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    p.add_argument("--precision", default=None, choices=PRECISIONS,
-                   help="default: fp16 on GPU, bf16 on CPUs with avx512_bf16, else fp32")
+    p.add_argument("--precision", default=default_precision, choices=PRECISIONS,
+                   help=f"default: {default_precision}" if default_precision else
+                   "default: fp16 on GPU, bf16 on CPUs with avx512_bf16, else fp32")
 
 
 def _load(args, **kwargs):

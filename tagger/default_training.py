@@ -45,7 +45,7 @@ def export(trained_dir: Path, target: Path, dev_file: Path, train_files: list[st
     """Write the fp16 shipping copy and its card; returns the dev report of the shipped weights."""
     model, tokenizer = SpanMarkerModel.from_pretrained(trained_dir)
     sentences, _ = read_conll(dev_file)
-    if "entity_threshold" not in model.config.tweetner:
+    if "threshold_sweep" not in model.config.tweetner:
         sweep = sweep_thresholds(NerTagger(model, tokenizer, device="cpu", precision="fp32"), sentences)
         model.config.tweetner["entity_threshold"] = best_threshold(sweep).threshold
         model.config.tweetner["threshold_sweep"] = [asdict(r) for r in sweep]
