@@ -23,7 +23,7 @@ bench-tagger: install
 	tweetner bench tagger --matrix --limit 2000 --dev ../shared/data/wnut16/dev.conll $(ARGS)
 
 bench-pipeline: install
-	tweetner bench pipeline --input ../shared/data/tweets/gurez.txt --limit 2000 $(ARGS)
+	tweetner bench pipeline --input ../shared/data/tweets/gurez.txt --limit 1000 $(ARGS)
 
 bench-trends: install
 	tweetner bench trends --rows 10000000 $(ARGS)
