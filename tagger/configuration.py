@@ -102,7 +102,7 @@ class SpanMarkerConfig:
             "trained_with_document_context": False,
             "span_marker_version": SPAN_MARKER_VERSION,
             "vocab_size": encoder.get("vocab_size"),
-            "torch_dtype": "float32",
+            "torch_dtype": self.extra.get("torch_dtype", "float32"),
         }
         for key, value in self.extra.items():
             out.setdefault(key, value)
@@ -122,7 +122,7 @@ class SpanMarkerConfig:
         known = {
             "architectures", "model_type", "encoder", "id2label", "label2id", "id2reduced_id",
             "model_max_length", "marker_max_length", "entity_max_length", "tweetner", "vocab_size",
-            "torch_dtype", "dtype", "span_marker_version", "transformers_version",
+            "dtype", "span_marker_version", "transformers_version",
         }
         extra = {k: v for k, v in data.items() if k not in known}
         extra["span_marker_version"] = data.get("span_marker_version", SPAN_MARKER_VERSION)
