@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from sink.settings import SinkSettings
-from sink.store import TrendStore
+from sink.store import TrendStore, store_for
 from sink.writer import WriteResult
 from tweetner.messages import DeadLetter, TaggedTweet
 
@@ -80,11 +80,7 @@ class SinkService:
     @property
     def store(self) -> TrendStore:
         if self._store is None:
-            from sink.cache import TrendCache
-            from sink.db import make_engine
-
-            engine = make_engine(self.settings)
-            self._store = TrendStore(engine, TrendCache(self.settings, engine))
+            self._store = store_for(self.settings)
         return self._store
 
     def _connect(self) -> None:

@@ -1,13 +1,16 @@
 """PostgreSQL first, then Redis: the write path shared by the sink service and replay."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from sqlalchemy import Engine
 
 from sink.cache import TrendCache
 from sink.writer import MentionWriter, WriteResult
 from tweetner.messages import TaggedTweet
+
+if TYPE_CHECKING:
+    from sink.settings import SinkSettings
 
 
 class TrendStore:
@@ -26,3 +29,11 @@ class TrendStore:
         if self.cache is not None and result.deltas:
             self.cache.apply(result)
         return result
+
+
+def store_for(settings: "SinkSettings") -> TrendStore:
+    """PostgreSQL plus the Redis cache, as the settings describe them."""
+    from sink.db import make_engine
+
+    engine = make_engine(settings)
+    return TrendStore(engine, TrendCache(settings, engine))

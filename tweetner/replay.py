@@ -33,7 +33,7 @@ from typing import Any, Literal
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from sink.settings import SinkSettings
-from sink.store import TrendStore
+from sink.store import TrendStore, store_for
 from sink.writer import WriteResult
 from tweetner import replay_records
 from tweetner.messages import DeadLetter
@@ -181,11 +181,7 @@ class ReplayService:
     @property
     def store(self) -> TrendStore:
         if self._store is None:
-            from sink.cache import TrendCache
-            from sink.db import make_engine
-
-            engine = make_engine(self.settings)
-            self._store = TrendStore(engine, TrendCache(self.settings, engine))
+            self._store = store_for(self.settings)
         return self._store
 
     def run(self) -> ReplaySummary:
