@@ -32,6 +32,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--encoder", default=None, help="local Hugging Face encoder directory (default: packaged MiniLM)")
     p.add_argument("--train", required=True, action="append", help="CoNLL training file (repeatable)")
     p.add_argument("--dev", help="CoNLL dev file: evaluated each epoch, best epoch kept")
+    p.add_argument("--init-model", default=None,
+                   help="continue training this span-marker model instead of starting from --encoder")
     p.add_argument("--output", required=True, help="directory for the trained model")
     # Mirrors tagger.trainer.TrainingArgs (a test checks they agree) without importing torch here.
     for name in ("epochs", "batch_size", "grad_accum", "lr", "head_lr", "layer_decay", "warmup_ratio",
@@ -149,6 +151,7 @@ def _train(args) -> int:
 
     targs = TrainingArgs(
         train=args.train, dev=args.dev, output=args.output, encoder=args.encoder, device=args.device,
+        init_model=args.init_model,
         precision=args.precision, save_dtype=args.save_dtype, model_name=args.model_name,
         model_version=args.model_version,
         **{k: getattr(args, k) for k in (

@@ -34,6 +34,7 @@ class TrainingArgs:
     output: str
     dev: str | None = None
     encoder: str | None = None  # local HF directory; None = packaged MiniLM
+    init_model: str | None = None  # start from this span-marker checkpoint instead of a fresh head
     epochs: int = 10
     batch_size: int = 16  # marker passes per optimizer micro-batch
     grad_accum: int = 1
@@ -215,10 +216,20 @@ def train(args: TrainingArgs, on_epoch: Callable[[EpochResult], None] | None = N
     encoder_dir = resolve_encoder(args.encoder)
     logger.info("encoder %s, %d train / %d dev sentences, labels %s", encoder_dir, len(train_sentences),
                 len(dev_sentences), labels[1:])
-    model, tokenizer = SpanMarkerModel.from_encoder(
-        encoder_dir, labels, model_max_length=args.model_max_length, marker_max_length=args.marker_max_length,
-        entity_max_length=args.entity_max_length, dropout=args.dropout,
-    )
+    if args.init_model:
+        # Continue from a span-marker checkpoint (a second stage at a lower LR, or a new domain).
+        model, tokenizer = SpanMarkerModel.from_pretrained(args.init_model)
+        if model.config.labels != labels:
+            raise ValueError(f"{args.init_model} has labels {model.config.labels[1:]}, the data has {labels[1:]}")
+        model.config.tweetner.pop("model_version", None)
+        model.config.tweetner.pop("threshold_sweep", None)
+        model.config.tweetner.pop("entity_threshold", None)
+    else:
+        model, tokenizer = SpanMarkerModel.from_encoder(
+            encoder_dir, labels, model_max_length=args.model_max_length,
+            marker_max_length=args.marker_max_length, entity_max_length=args.entity_max_length,
+            dropout=args.dropout,
+        )
     model.config.tweetner.update({
         "model_name": args.model_name or f"span-marker-{encoder_dir.name}",
         "training": {k: v for k, v in asdict(args).items() if k not in ("output",)},

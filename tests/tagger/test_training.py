@@ -33,3 +33,23 @@ def test_a_few_steps_on_50_tweets_lower_the_loss(tmp_path, shared_data):
     tagger = NerTagger.load(saved, device="cpu", precision="fp32")
     assert tagger.labels[0] == "O" and "person" in tagger.labels
     assert len(tagger.model_version) == 12  # unversioned models are named by their weights' digest
+
+
+def test_second_stage_continues_from_a_checkpoint(tmp_path, shared_data):
+    import pytest
+
+    from tagger.testing import make_tiny_model
+
+    lines = (shared_data / "wnut16" / "train.conll").read_text().split("\n\n")[:20]
+    data = tmp_path / "train20.conll"
+    data.write_text("\n\n".join(lines) + "\n")
+    labels = sorted({ln.split("\t")[1][2:] for block in lines for ln in block.splitlines()
+                     if "\t" in ln and ln.split("\t")[1] != "O"})
+    start = make_tiny_model(tmp_path / "start", labels=labels, entity_max_length=4)
+    result = train(TrainingArgs(train=[str(data)], output=str(tmp_path / "stage2"), init_model=str(start),
+                                epochs=1, batch_size=8, max_steps=3, negative_rate=0.3, seed=2))
+    assert len(result.losses) == 3
+    assert NerTagger.load(tmp_path / "stage2", device="cpu", precision="fp32").labels == ["O", *labels]
+    wrong = make_tiny_model(tmp_path / "wrong", labels=("person",))
+    with pytest.raises(ValueError, match="labels"):
+        train(TrainingArgs(train=[str(data)], output=str(tmp_path / "x"), init_model=str(wrong), max_steps=1))
