@@ -131,7 +131,7 @@ def _evaluate(args) -> int:
     result = evaluate(tagger, sentences)
     report = result.to_dict()
     report.update({"model": tagger.model_name, "model_version": tagger.model_version,
-                   "precision": tagger.precision, "device": str(tagger.device), "data": args.data})
+                   "inference_precision": tagger.precision, "device": str(tagger.device), "data": args.data})
     if args.report:
         Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
     if args.json:

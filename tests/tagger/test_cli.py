@@ -60,7 +60,7 @@ def test_evaluate_json(model_dir, tmp_path, capsys):
                  "--report", str(report)]) == 0
     obj = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert {"precision", "recall", "f1", "per_type", "tweets", "seconds"} <= set(obj)
-    assert obj["tweets"] == 2
+    assert obj["tweets"] == 2 and isinstance(obj["precision"], float) and obj["inference_precision"] == "fp32"
     assert obj["per_type"]["person"]["support"] == 1 and obj["per_type"]["geo-loc"]["support"] == 1
     assert json.loads(report.read_text())["f1"] == obj["f1"]
 
