@@ -113,12 +113,7 @@ class SinkService:
                                        retries=5, linger_ms=5)
 
     def close(self) -> None:
-        for client in (self._consumer, self._producer):
-            if client is not None:
-                try:
-                    client.close()
-                except Exception:  # closing is best effort; the broker may be gone already
-                    log.debug("close failed", exc_info=True)
+        close_clients(self._consumer, self._producer)
         self._consumer = self._producer = None
 
     # main loop ----------------------------------------------------------------------------
@@ -273,3 +268,13 @@ class SinkService:
             # Typically a rebalance: the batch is stored and will be re-read and found unchanged.
             self.stats.commit_failures += 1
             log.warning("offset commit failed (%s); the batch will be redelivered harmlessly", exc)
+
+
+def close_clients(*clients: object) -> None:
+    """Close Kafka clients, best effort: the broker may be gone already."""
+    for client in clients:
+        if client is not None:
+            try:
+                client.close()  # type: ignore[attr-defined]
+            except Exception:
+                log.debug("close failed", exc_info=True)

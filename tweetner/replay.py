@@ -33,6 +33,7 @@ from typing import Any, Literal
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from sink.settings import SinkSettings
+from sink.consumer import close_clients
 from sink.store import TrendStore, store_for
 from sink.writer import WriteResult
 from tweetner import replay_records
@@ -221,12 +222,7 @@ class ReplayService:
             client_id=f"tweetner-replay-{self.options.topic}")
 
     def _close(self) -> None:
-        for client in (self._consumer, self._producer):
-            if client is not None:
-                try:
-                    client.close()
-                except Exception:  # closing is best effort; the broker may be gone already
-                    log.debug("close failed", exc_info=True)
+        close_clients(self._consumer, self._producer)
         self._consumer = self._producer = None
 
     # where to start and stop ----------------------------------------------------------------

