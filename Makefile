@@ -1,36 +1,63 @@
 # Two commands do everything on a fresh machine: `make up` (the pipeline on the embedded stack)
-# and `make test` (the test suite). Both install what is missing first.
+# and `make test` (the test suite). Both create the project's virtual environment (.venv, with
+# the interpreter PYTHON names) and install the locked versions into it first.
 PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+LOCK := deploy/requirements.lock
+# The torch release the lock names; on CPU machines pip takes its CPU build from local disk.
+TORCH := $(shell sed -n 's/^torch==\([^ ]*\).*/\1/p' $(LOCK))
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install up test test-fast bench-tagger bench-pipeline bench-trends train-default compose-check
+.PHONY: install up test doctor lock bench-tagger bench-pipeline bench-trends train-default compose-check
 
-install:
-	@# A CPU-only machine must not pull a multi-GB CUDA build: install the CPU wheel first
-	@# (pip takes torch 2.13.0 from local disk here). GPU hosts install their CUDA torch beforehand.
-	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install -q "torch==2.13.0"
-	@$(PYTHON) -m pip install -q -e ".[dev]"
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstalls only when pyproject or the lock changed since the last install.
+$(VENV)/.installed: $(BIN)/python pyproject.toml $(LOCK)
+	@# A CPU-only machine must not pull a multi-GB CUDA build: install the CPU wheel first.
+	@# GPU hosts install their CUDA torch into .venv beforehand; an installed torch is kept.
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "torch==$(TORCH)"
+	@# The lock is a constraints file: every package pip installs gets the locked version.
+	@$(BIN)/python -m pip install -q -c $(LOCK) -e ".[dev]"
+	@touch $@
+
+install: $(VENV)/.installed
 
 up: install
-	tweetner up $(ARGS)
+	$(BIN)/tweetner up $(ARGS)
 
 test: install
-	$(PYTHON) -m pytest -q -p no:cacheprovider $(ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(ARGS)
+
+doctor: install
+	$(BIN)/tweetner doctor $(ARGS)
+
+# Regenerates the lock from pyproject's ranges (newest releases that fit), with pip-tools in a
+# venv of its own so the tool's dependencies never enter the project's.
+lock: $(BIN)/python
+	@test -x $(VENV)-lock/bin/pip-compile || { $(PYTHON) -m venv $(VENV)-lock && \
+		$(VENV)-lock/bin/python -m pip install -q "pip-tools==7.6.2"; }
+	$(VENV)-lock/bin/pip-compile -q --upgrade --extra dev --extra embedded --strip-extras \
+		--allow-unsafe --no-emit-index-url --no-emit-find-links -c deploy/lock-constraints.txt -o $(LOCK) pyproject.toml
+	@# The local label (+cpu) would refuse a CUDA build of the same release on GPU hosts.
+	sed -i 's/^torch==\([^+ ]*\)+[a-z0-9]*/torch==\1/' $(LOCK)
 
 # Slow work, never in CI: each writes its figures to docs/.
 bench-tagger: install
-	tweetner bench tagger --matrix --limit 2000 --dev ../shared/data/wnut16/dev.conll $(ARGS)
+	$(BIN)/tweetner bench tagger --matrix --limit 2000 --dev ../shared/data/wnut16/dev.conll $(ARGS)
 
 bench-pipeline: install
-	tweetner bench pipeline --input ../shared/data/tweets/gurez.txt --limit 1000 $(ARGS)
+	$(BIN)/tweetner bench pipeline --input ../shared/data/tweets/gurez.txt --limit 1000 $(ARGS)
 
 bench-trends: install
-	tweetner bench trends --rows 10000000 $(ARGS)
+	$(BIN)/tweetner bench trends --rows 10000000 $(ARGS)
 
 # Reproduces the shipped default model (see docs/model.md).
 train-default: install
-	$(PYTHON) -m tagger.default_training $(ARGS)
+	$(BIN)/python -m tagger.default_training $(ARGS)
 
 compose-check:
 	docker-compose -f docker-compose.yml config -q

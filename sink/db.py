@@ -6,6 +6,15 @@ from sqlalchemy import Engine, create_engine
 from sink.settings import SinkSettings
 
 
+def engine_url(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` (what psql and most tools take) mean psycopg2, the
+    driver we install; SQLAlchemy 2.1 would otherwise look for psycopg 3."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix):]
+    return url
+
+
 def make_engine(settings: SinkSettings, **kwargs: object) -> Engine:
     """An engine whose every connection resolves unqualified names in ``settings.database_schema``.
 
@@ -18,5 +27,5 @@ def make_engine(settings: SinkSettings, **kwargs: object) -> Engine:
     # UTC sessions: trend buckets are UTC minutes/hours, and zone-less timestamps in tagged
     # records must mean the same instant to Python (which buckets them) and to PostgreSQL.
     connect_args = {"options": f"-csearch_path={search_path} -ctimezone=UTC", "connect_timeout": 5}
-    return create_engine(settings.database_url, connect_args=connect_args,
+    return create_engine(engine_url(settings.database_url), connect_args=connect_args,
                          pool_pre_ping=True, **kwargs)  # type: ignore[arg-type]

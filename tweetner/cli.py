@@ -16,7 +16,7 @@ import sys
 # Packages that contribute commands, in help order. A package whose cli module is missing is
 # skipped so that partial installs still give a working command.
 _COMMAND_MODULES = ("tweetner.stack_cli", "ingest.cli", "tagger.cli", "sink.cli",
-                    "tweetner.replay_cli")
+                    "tweetner.replay_cli", "tweetner.doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:

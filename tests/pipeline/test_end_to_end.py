@@ -7,9 +7,9 @@ sink riding out a PostgreSQL restart and a Redis outage.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import threading
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Iterator
@@ -67,19 +67,47 @@ def _ingest_file(env: dict[str, str], path: Path):
         service.stop()
 
 
-def _ingest_synthetic(env: dict[str, str], n: int, rate: float, seed: int) -> tuple[list[str], threading.Thread]:
-    service = IngestService(IngestSettings.from_env(env))
-    service.produced_ids = []
-    tweets = SyntheticStream(seed=seed, tweets_per_second=rate).tweets(n)
+class _Feed:
+    """A synthetic stream produced in chunks the test releases when a condition holds.
 
-    def run() -> None:
-        service.start()
-        service.produce_tweets(tweets, rate=rate)
-        service.stop()
+    Nothing here paces the stream against a worker's start-up: a test sends a chunk, waits for
+    what it needs (a rebalance, an outage seen by the sink), then sends the next one, so a slow
+    machine only makes the test take longer.
+    """
 
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return service.produced_ids, thread
+    def __init__(self, env: dict[str, str], seed: int, rate: float = 100.0) -> None:
+        self._service = IngestService(IngestSettings.from_env(env))
+        self._service.produced_ids = []
+        self._tweets = SyntheticStream(seed=seed, tweets_per_second=rate).tweets()
+        self._service.start()
+        self._threads: list[threading.Thread] = []
+
+    def send(self, n: int, rate: float | None = None) -> list[str]:
+        """Produces ``n`` more tweets (paced at ``rate`` per second) and waits for the acks."""
+        assert self._service.produced_ids is not None
+        first = len(self._service.produced_ids)
+        self._service.produce_tweets(itertools.islice(self._tweets, n), rate=rate)
+        return self._service.produced_ids[first:]
+
+    def send_in_background(self, n: int, rate: float) -> None:
+        thread = threading.Thread(target=self.send, args=(n, rate), daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def join(self, timeout_s: float = 120.0) -> None:
+        for thread in self._threads:
+            thread.join(timeout_s)
+            assert not thread.is_alive(), "ingest did not finish producing"
+        self._threads.clear()
+
+    @property
+    def ids(self) -> list[str]:
+        assert self._service.produced_ids is not None
+        return self._service.produced_ids
+
+    def close(self) -> None:
+        self.join()
+        self._service.stop()
 
 
 @pytest.fixture
@@ -212,7 +240,6 @@ def test_end_to_end_exactly_once_in_tables_and_replay_changes_nothing(
         before = _snapshot(engine)
         again = _ingest_file(env, path)
         assert again.produced == 980
-        time.sleep(1.0)
         _wait_drained(env, timeout_s=90)
         assert _snapshot(engine) == before
         _assert_redis_matches_sql(env, engine)
@@ -226,23 +253,27 @@ def test_worker_killed_mid_stream_loses_nothing(
     env = pipeline_env
     procs.start()
     procs.wait_ready()
-    ids, thread = _ingest_synthetic(env, 700, rate=120.0, seed=21)
+    feed = _Feed(env, seed=21)
     probe = StoredProbe(env["DATABASE_URL"], env["DATABASE_SCHEMA"])
     engine = make_engine(_sink_settings(env))
     try:
-        wait_for(lambda: (probe.expect(ids[probe.stored + probe.pending:]) or probe.poll()) >= 150,
-                 90, "the first tweets stored", _alive(procs))
-        # SIGKILL: no commit, no goodbye to the group.
+        first = feed.send(300)
+        probe.expect(first)
+        wait_for(lambda: probe.poll() >= 150, 120, "the first tweets stored", _alive(procs))
+        # SIGKILL: no commit, no goodbye to the group. The rest of the stream is produced only
+        # now, so the kill always lands mid-stream, however fast the worker was.
         assert procs.kill_worker(procs.workers[0]) == -9
+        feed.send_in_background(400, rate=120.0)
         procs.add_worker()
-        thread.join(60)
-        assert len(ids) == 700
-        _wait_stored(probe, ids, procs, timeout_s=150)
+        feed.join()
+        assert len(feed.ids) == 700
+        _wait_stored(probe, feed.ids, procs, timeout_s=180)
         _wait_drained(env)
         with engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM tweets")).scalar() == 700
         _assert_trends_match_mentions(engine)
     finally:
+        feed.close()
         probe.close()
         engine.dispose()
 
@@ -261,6 +292,11 @@ def own_servers(broker, tmp_path: Path) -> Iterator[tuple]:
     pg.stop()
 
 
+def _sink_log_count(procs: PipelineProcesses, needle: str) -> int:
+    path = procs.log_dir / "sink.log"
+    return path.read_text(errors="replace").count(needle) if path.exists() else 0
+
+
 def test_sink_survives_postgres_restart_and_redis_outage(
         pipeline_env: dict[str, str], own_servers: tuple, tmp_path: Path) -> None:
     from sink.schema import create_schema
@@ -271,41 +307,51 @@ def test_sink_survives_postgres_restart_and_redis_outage(
     create_schema(engine)
     procs = PipelineProcesses(env, tmp_path / "logs", workers=1)
     probe = StoredProbe(env["DATABASE_URL"], "public")
+    feed: _Feed | None = None
+
+    def stored() -> int:
+        probe.expect(feed.ids if feed else [])
+        try:
+            return probe.poll()
+        except Exception:  # noqa: BLE001 - PostgreSQL is down on purpose
+            return probe.stored
+
     try:
         procs.start()
         procs.wait_ready()
-        ids, thread = _ingest_synthetic(env, 600, rate=100.0, seed=31)
+        feed = _Feed(env, seed=31)
+        feed.send(200, rate=100.0)
+        wait_for(lambda: stored() >= 200, 120, "the first tweets stored", _alive(procs))
 
-        def stored() -> int:
-            probe.expect(ids[probe.stored + probe.pending:])
-            try:
-                return probe.poll()
-            except Exception:  # noqa: BLE001 - PostgreSQL is down on purpose
-                return probe.stored
-
-        wait_for(lambda: stored() >= 100, 90, "the first tweets stored", _alive(procs))
         pg.stop()
-        time.sleep(4)  # the sink keeps consuming, fails to write, backs off, commits nothing
+        failures = _sink_log_count(procs, "PostgreSQL write failed")
+        feed.send(200, rate=100.0)
+        # The sink keeps consuming, fails to write, backs off and commits nothing.
+        wait_for(lambda: _sink_log_count(procs, "PostgreSQL write failed") >= failures + 2, 120,
+                 "the sink to fail writes while PostgreSQL is down", _alive(procs))
         pg.start()
-        wait_for(lambda: stored() >= 300, 90, "tweets stored after the PostgreSQL restart", _alive(procs))
+        wait_for(lambda: stored() >= 400, 120, "tweets stored after the PostgreSQL restart", _alive(procs))
+
         redis_server.stop()
-        time.sleep(3)  # PostgreSQL writes go on without Redis
+        feed.send(200, rate=100.0)
+        # PostgreSQL writes go on without Redis.
+        wait_for(lambda: stored() >= 600, 120, "tweets stored while Redis is down", _alive(procs))
         redis_server.start()
-        thread.join(60)
-        assert len(ids) == 600
-        _wait_stored(probe, ids, procs, timeout_s=150)
+        assert len(feed.ids) == 600
+        _wait_stored(probe, feed.ids, procs, timeout_s=150)
         _wait_drained(env)
         with engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM tweets")).scalar() == 600
         _assert_trends_match_mentions(engine)
-        # The live sets were resynced from PostgreSQL after Redis came back (on the next write),
+        # The live sets are resynced from PostgreSQL on the first write after Redis came back,
         # so one more small batch makes sure a write happened after the restart.
-        more, extra = _ingest_synthetic(env, 20, rate=1000.0, seed=32)
-        extra.join(30)
+        more = feed.send(20)
         _wait_stored(probe, more, procs, timeout_s=60)
         _wait_drained(env)
         _assert_redis_matches_sql(env, engine)
     finally:
+        if feed is not None:
+            feed.close()
         procs.stop()
         probe.close()
         engine.dispose()
@@ -316,21 +362,28 @@ def test_two_workers_share_partitions_through_a_rebalance(
     env = pipeline_env
     procs.start()
     procs.wait_ready()
-    ids, thread = _ingest_synthetic(env, 1200, rate=100.0, seed=41)
+    feed = _Feed(env, seed=41)
     probe = StoredProbe(env["DATABASE_URL"], env["DATABASE_SCHEMA"])
     try:
-        second = procs.add_worker()  # joins (after its start-up) mid-stream: a rebalance under load
+        # The first half streams while the second worker starts and joins: a rebalance under load.
+        feed.send_in_background(600, rate=100.0)
+        second = procs.add_worker()
 
         def both_assigned() -> bool:
             parts = [set((w.health() or {}).get("assigned_partitions", [])) for w in procs.workers]
             return all(parts) and not (parts[0] & parts[1])
 
-        wait_for(both_assigned, 60, "partitions split between the two workers", _alive(procs))
-        thread.join(60)
-        _wait_stored(probe, ids, procs)
+        wait_for(both_assigned, 180, "partitions split between the two workers", _alive(procs))
+        # The second half is produced only once both workers own partitions, so the second
+        # worker has tweets to tag however long its start-up took.
+        feed.join()
+        feed.send(600, rate=100.0)
+        assert len(feed.ids) == 1200
+        _wait_stored(probe, feed.ids, procs)
         _wait_drained(env)
         assert (second.metrics() or {}).get("tweets_total", 0) > 0
         with probe.engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM tweets")).scalar() == 1200
     finally:
+        feed.close()
         probe.close()

@@ -14,7 +14,7 @@ from ingest.records import Rejection, derived_id, parse_record
 from ingest.service import RatePacer
 from ingest.sources import RawRecord, read_source
 from tweetner.messages import DeadLetter, Tweet
-from tests.pipeline.helpers import read_topic
+from tests.pipeline.helpers import read_topic, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,13 +72,14 @@ def test_format_guess_and_follow(tmp_path: Path) -> None:
 
     thread = threading.Thread(target=reader)
     thread.start()
-    time.sleep(0.3)
+    wait_for(lambda: len(seen) == 1, 30, "the first line read")
     with open(path, "ab") as f:
         f.write(b'{"text": "tw')  # a partial line is not a record yet
         f.flush()
-        time.sleep(0.3)
+        time.sleep(0.3)  # several polls see the partial line; none may yield it
+        assert len(seen) == 1
         f.write(b'o"}\n')
-    time.sleep(0.3)
+    wait_for(lambda: len(seen) == 2, 30, "the completed line read")
     stop.set()
     thread.join(5)
     assert [r.data for r in seen] == [b'{"text": "one"}', b'{"text": "two"}']
