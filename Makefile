@@ -10,7 +10,7 @@ TORCH := $(shell sed -n 's/^torch==\([^ ]*\).*/\1/p' $(LOCK))
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install up test doctor lock bench-tagger bench-pipeline bench-trends train-default compose-check
+.PHONY: install up test doctor lock bench-tagger bench-pipeline bench-trends train-default baseline compose-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,12 @@ install: $(VENV)/.installed
 up: install
 	$(BIN)/tweetner up $(ARGS)
 
+# Each checkout keeps its tests' temporary directories to itself: another pytest session on the
+# machine would otherwise prune them and reset their parents' permissions, which the embedded
+# PostgreSQL (run as its own user) needs to traverse.
 test: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(ARGS)
+	@mkdir -p .state/pytest
+	PYTEST_DEBUG_TEMPROOT=$(CURDIR)/.state/pytest $(BIN)/python -m pytest -q -p no:cacheprovider $(ARGS)
 
 doctor: install
 	$(BIN)/tweetner doctor $(ARGS)
@@ -57,7 +61,11 @@ bench-trends: install
 
 # Reproduces the shipped default model (see docs/model.md).
 train-default: install
-	$(BIN)/python -m tagger.default_training $(ARGS)
+	$(BIN)/python -m recipes.default_model $(ARGS)
+
+# The token-classification baseline of docs/model.md.
+baseline: install
+	$(BIN)/python -m recipes.baseline --train ../shared/data/wnut16/train.conll --dev ../shared/data/wnut16/dev.conll $(ARGS)
 
 compose-check:
 	docker-compose -f docker-compose.yml config -q

@@ -40,10 +40,10 @@ def run_ingest(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ingest.service import BrokerUnavailable, IngestService
-    from tweetner.logs import quiet_clients
+    from contracts.logs import quiet_clients
     from ingest.settings import IngestSettings
     from ingest.sources import read_sources
-    from tweetner.topics import ensure_topics
+    from contracts.topics import ensure_topics
 
     quiet_clients()
     settings = IngestSettings.from_env()
@@ -73,7 +73,7 @@ def run_ingest(args: argparse.Namespace) -> int:
                total=args.synthetic or args.limit)
     try:
         if args.synthetic is not None:
-            from tweetner.synthetic import SyntheticStream
+            from ingest.synthetic import SyntheticStream
 
             tweets = SyntheticStream(seed=args.seed).tweets(args.synthetic)
             summary = service.produce_tweets(_tick(tweets, bar), rate=args.rate, stop=stop,

@@ -1,4 +1,4 @@
-"""Turning one raw line into a :class:`~tweetner.messages.Tweet` or a reason to reject it.
+"""Turning one raw line into a :class:`~contracts.messages.Tweet` or a reason to reject it.
 
 Ids, when a record has none, are derived from content so that ingesting the same archive twice
 produces the same keys and the idempotent sink stores nothing new:
@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pydantic import ValidationError
 
 from ingest.sources import RawRecord
-from tweetner.messages import Tweet
+from contracts.messages import Tweet
 
 
 @dataclass(frozen=True)

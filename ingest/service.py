@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 from ingest.records import Rejection, parse_record
 from ingest.settings import IngestSettings
 from ingest.sources import RawRecord
-from tweetner.messages import DeadLetter, Tweet, utcnow
+from contracts.messages import DeadLetter, Tweet, utcnow
 
 log = logging.getLogger(__name__)
 

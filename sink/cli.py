@@ -4,24 +4,22 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import signal
 import sys
 import time
 from datetime import timedelta
 from typing import Any
 
+from contracts import durations
+
 log = logging.getLogger(__name__)
-
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-
 
 def parse_duration(value: str) -> timedelta:
     """"15m", "1h", "90s", "2d"; a bare number means minutes."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", value)
-    if not m:
+    duration = durations.parse_duration(value)
+    if duration is None:
         raise argparse.ArgumentTypeError(f"not a duration: {value!r} (try 15m, 1h, 2d)")
-    return timedelta(**{_UNITS[m.group(2) or "m"]: float(m.group(1))})
+    return duration
 
 
 def add_commands(subparsers: Any) -> None:
@@ -135,25 +133,10 @@ def _trends(args: argparse.Namespace) -> int:
             kind = "trending" if args.trending else "top"
             print(f"{kind} entities, last {args.window}"
                   + (f", label {args.label}" if args.label else ""))
-            print(format_table(rows), flush=True)
+            print(q.format_table(rows), flush=True)
         if not args.watch:
             return 0
         time.sleep(args.watch)
-
-
-def format_table(rows: list[Any]) -> str:
-    header = ("#", "entity", "label", "count", "score")
-    body = [(str(i), r.entity, r.label, str(r.count), f"{r.score:.2f}")
-            for i, r in enumerate(rows, 1)]
-    widths = [max(len(x) for x in col) for col in zip(header, *body)]
-    right = {0, 3, 4}
-    lines = []
-    for row in (header, *body):
-        lines.append("  ".join(c.rjust(w) if i in right else c.ljust(w)
-                               for i, (c, w) in enumerate(zip(row, widths))).rstrip())
-    if not body:
-        lines.append("(no entities in this window)")
-    return "\n".join(lines)
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -10,15 +10,17 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
-from pydantic import ValidationError
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError
 
+from contracts.decoding import decode_records
+from contracts.messages import TaggedTweet
+from sink.delivery import (Backoff, DeadLetterProducer, Stopped, close_clients, commit_offsets,
+                           next_offsets, write_with_fallback)
 from sink.settings import SinkSettings
 from sink.store import TrendStore, store_for
 from sink.writer import WriteResult
-from tweetner.messages import DeadLetter, TaggedTweet
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +45,6 @@ class SinkStats:
         self.mentions_inserted += result.mentions_inserted
 
 
-class _Stopped(Exception):
-    """Raised inside a flush when stop() was called while waiting for PostgreSQL."""
-
-
 class SinkService:
     """Consumes ``settings.tagged_topic`` in group ``settings.sink_group``; call :meth:`run`.
 
@@ -60,7 +58,7 @@ class SinkService:
         self._stop = threading.Event()
         self._store = store
         self._consumer: Any = None
-        self._producer: Any = None
+        self._dead_letters: DeadLetterProducer | None = None
 
     # lifecycle ----------------------------------------------------------------------------
     def start(self, idle_exit_s: float | None = None) -> threading.Thread:
@@ -84,7 +82,7 @@ class SinkService:
         return self._store
 
     def _connect(self) -> None:
-        from kafka import KafkaConsumer, KafkaProducer
+        from kafka import KafkaConsumer
         from kafka.consumer.subscription_state import ConsumerRebalanceListener
 
         s = self.settings
@@ -109,12 +107,13 @@ class SinkService:
             fetch_max_wait_ms=s.fetch_max_wait_ms,
             client_id=f"tweetner-sink-{s.sink_group}")
         self._consumer.subscribe([s.tagged_topic], listener=_Revoked())
-        self._producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all",
-                                       retries=5, linger_ms=5)
+        self._dead_letters = DeadLetterProducer(s.kafka_bootstrap, s.deadletter_topic)
 
     def close(self) -> None:
-        close_clients(self._consumer, self._producer)
-        self._consumer = self._producer = None
+        close_clients(self._consumer)
+        self._consumer = None
+        if self._dead_letters is not None:
+            self._dead_letters.close()
 
     # main loop ----------------------------------------------------------------------------
     def run(self, idle_exit_s: float | None = None) -> SinkStats:
@@ -150,7 +149,7 @@ class SinkService:
                     break
             if self._buffer:
                 self._flush(self._buffer)
-        except _Stopped:
+        except Stopped:
             log.warning("sink stopped with an unwritten batch; its offsets stay uncommitted")
         finally:
             self.close()
@@ -163,118 +162,29 @@ class SinkService:
 
     # one batch ----------------------------------------------------------------------------
     def _flush(self, batch: Sequence[Any]) -> None:
-        good: list[TaggedTweet] = []
-        dead: list[DeadLetter] = []
-        for msg in batch:
-            try:
-                if msg.value is None:
-                    raise ValueError("empty value")
-                good.append(TaggedTweet.model_validate_json(msg.value))
-            except (ValidationError, ValueError) as exc:
-                dead.append(self._dead_letter(msg, f"invalid TaggedTweet: {exc}"))
-        written = self._retrying(lambda: self._write(good, batch, dead))
-        self._send_dead_letters(dead)
+        from kafka.errors import KafkaError
+
+        good, dead = decode_records(batch, TaggedTweet, "sink")
+        producer = self._dead_letters
+        assert producer is not None, "_flush runs after _connect"
+        s = self.settings
+        outage = Backoff(s.retry_initial_s, s.retry_max_s)
+        written, rejected = outage.run(lambda: write_with_fallback(self.store, good, "sink"),
+                                       (DBAPIError,), "PostgreSQL write", self._stop,
+                                       on_failure=self._count_write_failure)
+        letters = [letter for _, letter in dead] + rejected
+        # The batch's offsets wait for its dead letters: a lost one must not be committed past.
+        outage.run(lambda: producer.send(letters), (KafkaError,), "dead-letter produce",
+                   self._stop)
+        self.stats.dead_letters += len(letters)
         self.stats.records += len(batch)
         self.stats.batches += 1
         self.stats.add(written)
-        self._commit(batch)
-
-    def _dead_letter(self, msg: Any, reason: str) -> DeadLetter:
-        return DeadLetter.for_payload("sink", reason[:1000], msg.value,
-                                      source=f"{msg.topic}/{msg.partition}/{msg.offset}",
-                                      position=msg.offset)
-
-    def _write(self, good: list[TaggedTweet], batch: Sequence[Any],
-               dead: list[DeadLetter]) -> WriteResult:
-        try:
-            return self.store.write(good)
-        except (DataError, IntegrityError) as exc:
-            if exc.connection_invalidated:
-                raise
-            # A value PostgreSQL refuses (e.g. a NUL byte) would fail the batch forever: write
-            # record by record and dead-letter only the ones that fail on their own.
-            log.warning("batch rejected by PostgreSQL (%s); writing records one by one",
-                        type(exc).__name__)
-            by_id = {}
-            for msg in batch:
-                by_id.setdefault(self._id_of(msg), msg)
-            result = WriteResult()
-            for rec in good:
-                try:
-                    result = result.merge(self.store.write([rec]))
-                except (DataError, IntegrityError) as one:
-                    if one.connection_invalidated:
-                        raise
-                    dead.append(self._dead_letter(by_id.get(rec.id, batch[0]),
-                                                  f"rejected by PostgreSQL: {one.orig}"))
-            return result
-
-    @staticmethod
-    def _id_of(msg: Any) -> str | None:
-        try:
-            return TaggedTweet.model_validate_json(msg.value).id
-        except Exception:
-            return None
-
-    def _retrying(self, action: Callable[[], WriteResult]) -> WriteResult:
-        delay = self.settings.retry_initial_s
-        while True:
-            try:
-                return action()
-            except DBAPIError as exc:
-                self.stats.write_failures += 1
-                log.warning("PostgreSQL write failed (%s); retrying in %.1fs, offsets not committed",
-                            str(exc.orig).strip().splitlines()[0] if exc.orig else exc, delay)
-            if self._stop.wait(delay):
-                raise _Stopped()
-            delay = min(delay * 2, self.settings.retry_max_s)
-
-    def _send_dead_letters(self, dead: list[DeadLetter]) -> None:
-        from kafka.errors import KafkaError
-
-        if not dead:
-            return
-        delay = self.settings.retry_initial_s
-        while True:
-            try:
-                futures = [self._producer.send(self.settings.deadletter_topic,
-                                               value=d.model_dump_json().encode()) for d in dead]
-                self._producer.flush()
-                for f in futures:
-                    f.get(timeout=30)
-                break
-            except KafkaError as exc:
-                # The batch's offsets wait for its dead letters: a lost one must not be committed
-                # past. Re-sending after a partial failure can duplicate a dead letter; harmless.
-                log.warning("dead-letter produce failed (%s); retrying in %.1fs", exc, delay)
-            if self._stop.wait(delay):
-                raise _Stopped()
-            delay = min(delay * 2, self.settings.retry_max_s)
-        self.stats.dead_letters += len(dead)
-
-    def _commit(self, batch: Sequence[Any]) -> None:
-        from kafka.errors import KafkaError
-        from kafka.structs import OffsetAndMetadata, TopicPartition
-
-        last: dict[TopicPartition, int] = {}
-        for msg in batch:
-            tp = TopicPartition(msg.topic, msg.partition)
-            last[tp] = max(last.get(tp, -1), msg.offset)
-        offsets = {tp: OffsetAndMetadata(off + 1, "", -1) for tp, off in last.items()}
-        try:
-            self._consumer.commit(offsets)
+        if commit_offsets(self._consumer, next_offsets(batch)):
             self.stats.commits += 1
-        except KafkaError as exc:
+        else:
             # Typically a rebalance: the batch is stored and will be re-read and found unchanged.
             self.stats.commit_failures += 1
-            log.warning("offset commit failed (%s); the batch will be redelivered harmlessly", exc)
 
-
-def close_clients(*clients: object) -> None:
-    """Close Kafka clients, best effort: the broker may be gone already."""
-    for client in clients:
-        if client is not None:
-            try:
-                client.close()  # type: ignore[attr-defined]
-            except Exception:
-                log.debug("close failed", exc_info=True)
+    def _count_write_failure(self, exc: BaseException) -> None:
+        self.stats.write_failures += 1

@@ -7,7 +7,7 @@ from sqlalchemy import Engine
 
 from sink.cache import TrendCache
 from sink.writer import MentionWriter, WriteResult
-from tweetner.messages import TaggedTweet
+from contracts.messages import TaggedTweet
 
 if TYPE_CHECKING:
     from sink.settings import SinkSettings

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 
 from sqlalchemy import text
 
@@ -81,3 +81,19 @@ def entity_timeline(session: Executes, entity: str, label: str | None = None,
         {"e": normalize_entity(entity), "label": label, "start": start, "end": end,
          "bucket": bucket})
     return [TimelinePoint(r.bucket_start, int(r.count)) for r in result]
+
+
+def format_table(rows: Sequence[Any]) -> str:
+    """Trend rows as an aligned text table (`tweetner trends`, `tweetner up`)."""
+    header = ("#", "entity", "label", "count", "score")
+    body = [(str(i), r.entity, r.label, str(r.count), f"{r.score:.2f}")
+            for i, r in enumerate(rows, 1)]
+    widths = [max(len(x) for x in col) for col in zip(header, *body)]
+    right = {0, 3, 4}
+    lines = []
+    for row in (header, *body):
+        lines.append("  ".join(c.rjust(w) if i in right else c.ljust(w)
+                               for i, (c, w) in enumerate(zip(row, widths))).rstrip())
+    if not body:
+        lines.append("(no entities in this window)")
+    return "\n".join(lines)

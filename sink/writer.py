@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from sink.normalize import normalize_entity
 from sink.schema import MentionRow, TrendHour, TrendMinute, TweetRow
-from tweetner.messages import TaggedTweet
+from contracts.messages import TaggedTweet
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +39,6 @@ class WriteResult:
     mentions_inserted: int = 0
     # Net change per minute bucket, the only thing the Redis live sets are updated from.
     deltas: list[BucketDelta] = field(default_factory=list)
-
-    @property
-    def tweets_written(self) -> int:
-        return self.tweets_inserted + self.tweets_replaced
 
     def merge(self, other: "WriteResult") -> "WriteResult":
         merged = Counter[tuple[datetime, str, str]]()

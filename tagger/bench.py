@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from tagger.inference import NerTagger
+from tagger.inference import NerTagger, default_device
 
 SHARED_TWEETS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "tweets"
 
@@ -91,7 +91,7 @@ def _print_run(run: BenchRun) -> None:
 
 def run_bench(args) -> int:
     tweets = load_tweets(args.input, args.limit)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = args.device or default_device()
     print(f"tagger benchmark: {len(tweets)} tweets, batches of {args.batch_size}, device {device}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
     if not args.matrix:

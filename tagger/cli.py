@@ -6,8 +6,10 @@ import json
 import sys
 from pathlib import Path
 
-# Kept here, not imported from tagger.inference, so that `tweetner --help` does not load torch.
+# Mirrors tagger.inference.PRECISIONS (which imports torch, too slow for --help).
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+
+# Kept here, not imported from tagger.inference, so that `tweetner --help` does not load torch.
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

@@ -1,5 +1,5 @@
-"""tweetner: streaming named-entity tagging of tweets into SQL-queryable trends.
+"""The top layer: the `tweetner` command and what composes the stages.
 
-This package holds what ties the stages together: the message schema shared by ingest, tagger
-and sink, the command line, and the embedded stack used for one-command runs.
+The command line, the embedded stack (`tweetner up`, `tweetner stack`), the child-process runner,
+benchmarks, replay and `tweetner doctor`. Stages never import this package.
 """

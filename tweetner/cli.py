@@ -8,15 +8,21 @@ namespace, returning an exit code. Heavy imports (torch, faust) happen inside ha
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
 
-# Packages that contribute commands, in help order. A package whose cli module is missing is
-# skipped so that partial installs still give a working command.
-_COMMAND_MODULES = ("tweetner.stack_cli", "ingest.cli", "tagger.cli", "sink.cli",
-                    "tweetner.replay_cli", "tweetner.doctor")
+import ingest.cli
+import sink.cli
+import tagger.cli
+import tweetner.doctor
+import tweetner.replay.cli
+import tweetner.stack_cli
+from contracts.settings import SettingsError
+
+# Modules that contribute commands, in help order.
+_COMMAND_MODULES = (tweetner.stack_cli, ingest.cli, tagger.cli, sink.cli, tweetner.replay.cli,
+                    tweetner.doctor)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,13 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmarks (tagger, pipeline, trends)")
     bench_sub = bench.add_subparsers(dest="bench_command", metavar="WHAT")
     bench.set_defaults(func=lambda args: (bench.print_help(), 2)[1])
-    for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
+    for module in _COMMAND_MODULES:
         if hasattr(module, "add_commands"):
             module.add_commands(sub)
         if hasattr(module, "add_bench_commands"):
@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except SettingsError as exc:
+        print(f"tweetner {args.command}: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

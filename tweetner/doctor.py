@@ -182,7 +182,7 @@ def _probe_kafka(bootstrap: str) -> str | None:
 def run_checks(env: Mapping[str, str], model_dir: str | None = None) -> Iterator[Finding]:
     """The checks in order, each yielded as soon as it is done (the model load takes seconds)."""
     from sink.settings import SinkSettings
-    from tweetner.topics import DEFAULT_BOOTSTRAP
+    from contracts.topics import DEFAULT_BOOTSTRAP
 
     defaults = SinkSettings()
     yield check_python()

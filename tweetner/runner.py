@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Iterable, Mapping, Sequence
 
-from tweetner.stack import Stack, free_port, stop_process
+from tweetner.stack import Stack, free_port, log_tail, stop_process
 
 log = logging.getLogger(__name__)
 
@@ -142,10 +142,8 @@ class PipelineProcesses:
         while pending:
             dead = self.check_alive()
             if dead:
-                tails = "\n".join(f"--- {name}.log:\n" + "\n".join(
-                    (self.log_dir / f"{name}.log").read_text(errors="replace").splitlines()[-12:])
-                    for name in dead)
-                raise RuntimeError(f"{', '.join(dead)} exited; see logs in {self.log_dir}\n{tails}")
+                tails = "".join(log_tail(self.log_dir / f"{name}.log", 12) for name in dead)
+                raise RuntimeError(f"{', '.join(dead)} exited{tails}")
             pending = [w for w in pending if not ((w.health() or {}).get("status") == "ok")]
             if pending and time.monotonic() > deadline:
                 raise TimeoutError(f"tagger workers not ready after {timeout_s:.0f}s")

@@ -59,14 +59,14 @@ def wait_for_port(host: str, port: int, timeout_s: float, proc: subprocess.Popen
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise StackError(f"{what} exited with code {proc.returncode}" + _log_tail(log_path))
+            raise StackError(f"{what} exited with code {proc.returncode}" + log_tail(log_path))
         if port_open(host, port):
             return
         time.sleep(0.1)
-    raise StackError(f"{what} did not listen on {host}:{port} within {timeout_s:.0f}s" + _log_tail(log_path))
+    raise StackError(f"{what} did not listen on {host}:{port} within {timeout_s:.0f}s" + log_tail(log_path))
 
 
-def _log_tail(path: Path | None, lines: int = 15) -> str:
+def log_tail(path: Path | None, lines: int = 15) -> str:
     if path is None or not path.exists():
         return ""
     tail = path.read_text(errors="replace").splitlines()[-lines:]
@@ -326,9 +326,10 @@ class Stack:
                 service.start()
                 self._started.append(service)
             if create_topics:
-                from tweetner.topics import Topics, ensure_topics
+                from contracts.settings import StageSettings
+                from contracts.topics import ensure_topics
 
-                ensure_topics(self.kafka.url, Topics.from_env().all())
+                ensure_topics(self.kafka.url, StageSettings.from_env().topics.all())
             if create_schema:
                 self.create_schema()
         except BaseException:

@@ -9,7 +9,7 @@ log = logging.getLogger(__name__)
 
 
 def _quiet_clients() -> None:
-    from tweetner.logs import quiet_clients
+    from contracts.logs import quiet_clients
 
     quiet_clients()
 
@@ -72,10 +72,10 @@ def add_bench_commands(sub: argparse._SubParsersAction) -> None:
 
 def run_tagger(args: argparse.Namespace) -> int:
     _quiet_clients()
-    from tagger.agent import load_model
-    from tagger.agent_settings import AgentSettings
-    from tagger.app import run_worker
-    from tweetner.topics import ensure_topics
+    from tagger.worker.agent import load_model
+    from tagger.worker.settings import AgentSettings
+    from tagger.worker.app import run_worker
+    from contracts.topics import ensure_topics
 
     overrides = {k: v for k, v in {
         "batch_size": args.batch_size, "batch_within_s": args.within, "model_dir": args.model_dir,

@@ -9,16 +9,10 @@ import threading
 import time
 from pathlib import Path
 
+from sink.trends import format_table
+from tweetner.stack import log_tail
+
 log = logging.getLogger(__name__)
-
-
-def _format_top(rows: list, width: int = 30) -> str:
-    if not rows:
-        return "  (no entities yet)"
-    lines = [f"  {'#':>2}  {'entity':<{width}} {'label':<12} {'count':>7}"]
-    for i, row in enumerate(rows, 1):
-        lines.append(f"  {i:>2}  {row.entity[:width]:<{width}} {row.label:<12} {row.count:>7}")
-    return "\n".join(lines)
 
 
 def _drain(probe, produced_ids: list[str], procs, timeout_s: float) -> None:
@@ -35,15 +29,7 @@ def _drain(probe, produced_ids: list[str], procs, timeout_s: float) -> None:
         log.debug("drain failed", exc_info=True)
 
 
-def run_up(args: argparse.Namespace) -> int:
-    from ingest.service import BrokerUnavailable, IngestService
-    from ingest.settings import IngestSettings
-    from ingest.sources import read_sources
-    from tweetner.runner import PipelineProcesses, StoredProbe
-    from tweetner.stack import Stack, StackError
-    from tweetner.synthetic import SyntheticStream
-
-    stop = threading.Event()
+def _stop_on_signals(stop: threading.Event) -> None:
     signals = {"n": 0}
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -55,6 +41,95 @@ def run_up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
+
+class _Feeder:
+    """Ingest in a thread of its own: the files given, or the synthetic stream."""
+
+    def __init__(self, args: argparse.Namespace, bootstrap: str, stop: threading.Event) -> None:
+        from ingest.service import IngestService
+        from ingest.settings import IngestSettings
+
+        self.args = args
+        self.stop = stop
+        self.ingest = IngestService(IngestSettings.from_env(kafka_bootstrap=bootstrap))
+        self.ingest.produced_ids = []
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="ingest", daemon=True).start()
+
+    def _run(self) -> None:
+        from ingest.sources import read_sources
+        from ingest.synthetic import SyntheticStream
+
+        args, stop = self.args, self.stop
+        try:
+            self.ingest.start()
+            if args.input:
+                self.ingest.run(read_sources(args.input, stop=stop), rate=args.rate,
+                                limit=args.limit, stop=stop)
+            else:
+                seed = args.seed if args.seed is not None else int(time.time())
+                rate = args.rate if args.rate is not None else (None if args.limit else 200.0)
+                stream = SyntheticStream(seed=seed, tweets_per_second=rate or 200.0)
+                self.ingest.produce_tweets(stream.tweets(args.limit), rate=rate, stop=stop)
+            self.ingest.stop()
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            self.error = exc
+        finally:
+            self.done.set()
+
+    @property
+    def produced_ids(self) -> list[str]:
+        return self.ingest.produced_ids or []
+
+
+def _watch(args: argparse.Namespace, procs, probe, feeder: _Feeder, stop: threading.Event,
+           started: float) -> int:
+    """Progress until the input is stored (with --limit) or Ctrl-C; the exit code."""
+    last_print = 0.0
+    seen = 0
+    while not stop.is_set():
+        stop.wait(0.5)
+        new_ids = feeder.produced_ids[seen:]
+        seen += len(new_ids)
+        probe.expect(new_ids)
+        stored = probe.poll()
+        dead = procs.check_alive()
+        if dead:
+            tails = "".join(log_tail(procs.log_dir / f"{name}.log", 12) for name in dead)
+            print(f"tweetner up: {', '.join(dead)} exited unexpectedly{tails}", file=sys.stderr)
+            return 1
+        if feeder.error is not None:
+            print(f"tweetner up: ingest failed: {feeder.error}", file=sys.stderr)
+            return 1
+        metrics = procs.tagger_metrics()
+        tagged_dead = sum(m.get("dead_letters_total", 0) for m in metrics)
+        # Done when every produced tweet is stored (or was dead-lettered by the tagger).
+        finished = (feeder.done.is_set() and probe.pending <= tagged_dead) or (
+            args.limit is not None and stored >= args.limit)
+        if time.monotonic() - last_print >= args.refresh or finished:
+            last_print = time.monotonic()
+            rate = sum(m.get("tweets_per_second", 0.0) for m in metrics)
+            lag = sum(m.get("consumer_lag_total", 0) for m in metrics)
+            s = feeder.ingest.summary
+            print(f"\n[{time.monotonic() - started:6.1f}s] produced {s.produced}  "
+                  f"rejected {s.rejected}  stored {stored}  tagger {rate:.0f} tweets/s  "
+                  f"lag {lag}  tagger dead letters {tagged_dead}")
+            print(format_table(probe.top(args.top)), flush=True)
+        if args.limit is not None and finished:
+            break
+    return 0
+
+
+def run_up(args: argparse.Namespace) -> int:
+    from ingest.service import BrokerUnavailable
+    from tweetner.runner import PipelineProcesses, StoredProbe
+    from tweetner.stack import Stack, StackError
+
+    stop = threading.Event()
+    _stop_on_signals(stop)
     stack = Stack.from_env(args.state_dir)
     print(f"starting the stack in {stack.state_dir}/ ...", flush=True)
     try:
@@ -69,28 +144,7 @@ def run_up(args: argparse.Namespace) -> int:
     procs = PipelineProcesses(env, log_dir, workers=args.workers,
                               extra_env={"SINK_FLUSH_INTERVAL_S": "0.5"})
     probe = StoredProbe(env["DATABASE_URL"], env["DATABASE_SCHEMA"])
-    ingest = IngestService(IngestSettings.from_env(kafka_bootstrap=env["KAFKA_BOOTSTRAP"]))
-    ingest.produced_ids = []
-    ingest_error: list[BaseException] = []
-    ingest_done = threading.Event()
-
-    def produce() -> None:
-        try:
-            ingest.start()
-            if args.input:
-                ingest.run(read_sources(args.input, stop=stop), rate=args.rate, limit=args.limit,
-                           stop=stop)
-            else:
-                seed = args.seed if args.seed is not None else int(time.time())
-                rate = args.rate if args.rate is not None else (None if args.limit else 200.0)
-                stream = SyntheticStream(seed=seed, tweets_per_second=rate or 200.0)
-                ingest.produce_tweets(stream.tweets(args.limit), rate=rate, stop=stop)
-            ingest.stop()
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
-            ingest_error.append(exc)
-        finally:
-            ingest_done.set()
-
+    feeder = _Feeder(args, env["KAFKA_BOOTSTRAP"], stop)
     started = time.monotonic()
     code = 0
     try:
@@ -99,46 +153,8 @@ def run_up(args: argparse.Namespace) -> int:
         procs.wait_ready()
         print("pipeline ready; ingesting" + (f" {args.limit} tweets" if args.limit else "")
               + " (Ctrl-C stops)", flush=True)
-        thread = threading.Thread(target=produce, name="ingest", daemon=True)
-        thread.start()
-        last_print = 0.0
-        seen = 0
-        while not stop.is_set():
-            stop.wait(0.5)
-            assert ingest.produced_ids is not None
-            new_ids = ingest.produced_ids[seen:]
-            seen += len(new_ids)
-            probe.expect(new_ids)
-            stored = probe.poll()
-            dead = procs.check_alive()
-            if dead:
-                print(f"tweetner up: {', '.join(dead)} exited unexpectedly; see {log_dir}/",
-                      file=sys.stderr)
-                for name in dead:
-                    tail = (log_dir / f"{name}.log").read_text(errors="replace").splitlines()[-12:]
-                    print(f"--- last lines of {name}.log:\n" + "\n".join(tail), file=sys.stderr)
-                code = 1
-                break
-            if ingest_error:
-                print(f"tweetner up: ingest failed: {ingest_error[0]}", file=sys.stderr)
-                code = 1
-                break
-            metrics = procs.tagger_metrics()
-            tagged_dead = sum(m.get("dead_letters_total", 0) for m in metrics)
-            # Done when every produced tweet is stored (or was dead-lettered by the tagger).
-            finished = (ingest_done.is_set() and probe.pending <= tagged_dead) or (
-                args.limit is not None and stored >= args.limit)
-            if time.monotonic() - last_print >= args.refresh or finished:
-                last_print = time.monotonic()
-                rate = sum(m.get("tweets_per_second", 0.0) for m in metrics)
-                lag = sum(m.get("consumer_lag_total", 0) for m in metrics)
-                s = ingest.summary
-                print(f"\n[{time.monotonic() - started:6.1f}s] produced {s.produced}  "
-                      f"rejected {s.rejected}  stored {stored}  tagger {rate:.0f} tweets/s  "
-                      f"lag {lag}  tagger dead letters {tagged_dead}")
-                print(_format_top(probe.top(args.top)), flush=True)
-            if args.limit is not None and finished:
-                break
+        feeder.start()
+        code = _watch(args, procs, probe, feeder, stop, started)
     except KeyboardInterrupt:
         pass
     except (RuntimeError, TimeoutError, BrokerUnavailable) as exc:
@@ -147,19 +163,23 @@ def run_up(args: argparse.Namespace) -> int:
     finally:
         stop.set()
         print("\nstopping ...", flush=True)
-        ingest_done.wait(10)
+        feeder.done.wait(10)
         if code == 0 and args.drain > 0:
             # Tansu keeps topics in memory: what is not stored before the broker stops is gone,
             # so give the tagger and the sink a moment to finish what was produced.
-            _drain(probe, ingest.produced_ids or [], procs, args.drain)
+            _drain(probe, feeder.produced_ids, procs, args.drain)
         procs.stop()
-        stored = probe.poll()
-        elapsed = time.monotonic() - started
-        s = ingest.summary
-        print(f"summary: produced {s.produced}, rejected at ingest {s.rejected}, stored "
-              f"{stored} tweets in {elapsed:.1f}s ({stored / elapsed if elapsed else 0:.1f} "
-              f"tweets/s); top entities:")
-        print(_format_top(probe.top(args.top)))
+        _summary(probe, feeder, started, args.top)
         probe.close()
         stack.stop()
     return code
+
+
+def _summary(probe, feeder: _Feeder, started: float, top: int) -> None:
+    stored = probe.poll()
+    elapsed = time.monotonic() - started
+    s = feeder.ingest.summary
+    print(f"summary: produced {s.produced}, rejected at ingest {s.rejected}, stored "
+          f"{stored} tweets in {elapsed:.1f}s ({stored / elapsed if elapsed else 0:.1f} "
+          f"tweets/s); top entities:")
+    print(format_table(probe.top(top)))

@@ -53,7 +53,7 @@ def pg_schema() -> Iterator[tuple[str, Engine]]:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tagger.testing import make_tiny_model
+    from tests.fixtures.tiny_model import make_tiny_model
 
     return Path(make_tiny_model(tmp_path_factory.mktemp("tiny-model"),
                                 labels=("person", "geo-loc", "company"), seed=0))

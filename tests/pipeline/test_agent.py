@@ -5,9 +5,9 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
-from tagger.agent import AgentMetrics, BatchTagger, InputRecord, load_model
-from tagger.agent_settings import AgentSettings
-from tweetner.messages import Tweet
+from tagger.worker.agent import AgentMetrics, BatchTagger, InputRecord, load_model
+from tagger.worker.settings import AgentSettings
+from contracts.messages import Tweet
 from tests.pipeline.fake_model import FakeTagger
 
 
@@ -30,14 +30,14 @@ def test_batch_isolates_bad_values_and_poisoned_tweets() -> None:
     ]
     with ThreadPoolExecutor(1) as pool:
         outcome = asyncio.run(BatchTagger(FakeTagger(), pool).tag(records))
-    assert [t.id for t in outcome.tagged] == ["t0", "t5"]
-    first = outcome.tagged[0]
+    assert [t.id for _, t in outcome.tagged] == ["t0", "t5"]
+    first = outcome.tagged[0][1]
     assert [(e.text, e.start, e.end) for e in first.entities] == [("Obama", 0, 5), ("London", 9, 15)]
     assert all(first.text[e.start:e.end] == e.text for e in first.entities)
     assert first.model_version == "fake-1" and first.model_name == "fake-capitals"
     dead = {rec.offset: letter for rec, letter in outcome.dead}
     assert set(dead) == {11, 12, 13, 14}
-    assert dead[11].reason.startswith("invalid tweet") and dead[11].source == "tweets/2"
+    assert dead[11].reason.startswith("invalid Tweet") and dead[11].source == "tweets/2@11"
     assert dead[14].reason.startswith("model error") and dead[14].position == 14
     assert all(letter.stage == "tagger" for letter in dead.values())
 

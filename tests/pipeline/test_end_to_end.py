@@ -22,9 +22,10 @@ from ingest.settings import IngestSettings
 from ingest.sources import read_source
 from sink.db import make_engine
 from sink.settings import SinkSettings
-from tweetner.messages import DeadLetter, TaggedTweet
+from contracts.messages import DeadLetter, TaggedTweet
 from tweetner.runner import PipelineProcesses, StoredProbe
-from tweetner.synthetic import SyntheticStream
+from tweetner.stack import log_tail
+from ingest.synthetic import SyntheticStream
 from tests.pipeline.helpers import group_lag, read_topic, wait_for
 
 pytestmark = pytest.mark.timeout(300)
@@ -121,8 +122,7 @@ def _alive(procs: PipelineProcesses):
     def check() -> None:
         dead = procs.check_alive()
         if dead:
-            logs = "\n".join(f"--- {name}.log:\n" + (procs.log_dir / f"{name}.log").read_text()[-6000:]
-                             for name in dead)
+            logs = "".join(log_tail(procs.log_dir / f"{name}.log", 80) for name in dead)
             codes = {c.name: c.proc.returncode for c in [*procs.workers, procs.sink]
                      if c is not None and c.proc is not None and c.name in dead}
             raise AssertionError(f"{dead} died (exit codes {codes}):\n{logs}")

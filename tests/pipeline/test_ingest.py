@@ -13,7 +13,7 @@ import pytest
 from ingest.records import Rejection, derived_id, parse_record
 from ingest.service import RatePacer
 from ingest.sources import RawRecord, read_source
-from tweetner.messages import DeadLetter, Tweet
+from contracts.messages import DeadLetter, Tweet
 from tests.pipeline.helpers import read_topic, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -156,7 +156,7 @@ def test_ingest_cli_fails_clearly_without_broker(tmp_path: Path) -> None:
 def test_synthetic_stream_is_deterministic_and_bursty() -> None:
     from datetime import datetime, timezone
 
-    from tweetner.synthetic import SyntheticStream
+    from ingest.synthetic import SyntheticStream
 
     start = datetime(2024, 1, 1, tzinfo=timezone.utc)
     a = list(SyntheticStream(seed=3, start=start).tweets(3000))

@@ -59,7 +59,7 @@ def session_engine() -> Iterator[Engine]:
 @pytest.fixture(scope="session")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Two tiny random models that tag differently: "old" (tiny-0) and "new" (tiny-1)."""
-    from tagger.testing import make_tiny_model
+    from tests.fixtures.tiny_model import make_tiny_model
 
     labels = ("person", "geo-loc", "company")
     return {"old": Path(make_tiny_model(tmp_path_factory.mktemp("old"), labels, seed=0,
@@ -83,7 +83,7 @@ class ReplayEnv:
 @pytest.fixture
 def replay_env(broker: TansuService, session_engine: Engine,
                monkeypatch: pytest.MonkeyPatch) -> Iterator[ReplayEnv]:
-    from tweetner.topics import ensure_topics
+    from contracts.topics import ensure_topics
 
     with session_engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {', '.join(_TABLES)} CASCADE"))

@@ -11,7 +11,7 @@ from kafka import KafkaProducer
 from sqlalchemy import Engine, text
 
 from tweetner.cli import main
-from tweetner.messages import Entity, TaggedTweet, Tweet
+from contracts.messages import Entity, TaggedTweet, Tweet
 
 _WORDS = ("Taylor Swift sings in Paris tonight with Google and Disney",
           "Barack Obama met Angela Merkel in Berlin about Microsoft",

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tweetner.replay import ReplayOptions
-from tweetner.replay_cli import parse_offsets, parse_time
+from tweetner.replay.cli import parse_offsets, parse_time
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 

@@ -16,7 +16,7 @@ from tests.replay.helpers import (
     tagged,
     tweets,
 )
-from tweetner.messages import DeadLetter
+from contracts.messages import DeadLetter
 
 
 def _versions(engine) -> dict[str, int]:

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, text
 
-from tweetner.messages import Entity, TaggedTweet
+from contracts.messages import Entity, TaggedTweet
 
 
 def tagged(tweet_id: str, created_at: datetime, entities: list[tuple[str, str]] | None = None,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tagger.baseline import BaselineArgs, EncodedSentence, decode, label_list, run, span_tuples
+from recipes.baseline import BaselineArgs, EncodedSentence, decode, label_list, run, span_tuples
 from tagger.conll import Sentence, read_conll
 
 SUMMARY_KEYS = {"model", "best_epoch", "dev_precision", "dev_recall", "dev_f1", "train_seconds", "history"}

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tagger.cli import TRAIN_DEFAULTS
-from tagger.testing import make_tiny_model
+from tests.fixtures.tiny_model import make_tiny_model
 from tagger.trainer import TrainingArgs
 from tweetner.cli import main
 

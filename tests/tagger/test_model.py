@@ -11,7 +11,7 @@ from tagger.collator import IGNORE_INDEX, SpanMarkerCollator
 from tagger.decoding import greedy_decode
 from tagger.inference import NerTagger
 from tagger.modeling import SpanMarkerModel
-from tagger.testing import build_tiny_model, make_tiny_model
+from tests.fixtures.tiny_model import build_tiny_model, make_tiny_model
 from tagger.tokenizer import POSITION_OFFSET, candidate_spans
 
 

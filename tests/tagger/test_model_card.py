@@ -11,7 +11,7 @@ import yaml
 from tagger.configuration import SpanMarkerConfig
 from tagger.conll import Sentence
 from tagger.model_card import render_model_card, write_model_card
-from tagger.testing import build_tiny_model
+from tests.fixtures.tiny_model import build_tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ def test_a_few_steps_on_50_tweets_lower_the_loss(tmp_path, shared_data):
 def test_second_stage_continues_from_a_checkpoint(tmp_path, shared_data):
     import pytest
 
-    from tagger.testing import make_tiny_model
+    from tests.fixtures.tiny_model import make_tiny_model
 
     lines = (shared_data / "wnut16" / "train.conll").read_text().split("\n\n")[:20]
     data = tmp_path / "train20.conll"

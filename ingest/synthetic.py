@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Iterator
 
-from tweetner.messages import Tweet
+from contracts.messages import Tweet
 
 PEOPLE = (
     "Taylor Swift", "Lionel Messi", "Barack Obama", "Elon Musk", "Serena Williams", "Beyonce",
@@ -57,8 +57,6 @@ _TEMPLATES = (
     "{brand} stock is up again after the {place} launch",
 )
 _SLOT_POOLS = {"person": PEOPLE, "place": PLACES, "brand": BRANDS, "brand2": BRANDS, "show": SHOWS}
-LABELS = {"person": "person", "place": "geo-loc", "brand": "company", "brand2": "company",
-          "show": "tvshow"}
 _USERS = tuple(f"user{n:03d}" for n in range(200))
 
 

@@ -6,13 +6,31 @@ bad value becomes a dead letter instead of an exception inside a Faust deseriali
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+class KafkaRecord(Protocol):
+    """What every stage reads off a topic (kafka-python's ConsumerRecord, Faust's events)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+def record_source(record: KafkaRecord) -> str:
+    """Where a record came from, in the one form every dead letter uses: ``topic/partition@offset``."""
+    return f"{record.topic}/{record.partition}@{record.offset}"
 
 
 class Tweet(BaseModel):
@@ -69,3 +87,9 @@ class DeadLetter(BaseModel):
         else:
             text = payload[:limit]
         return cls(stage=stage, reason=reason, source=source, position=position, payload=text)
+
+    @classmethod
+    def for_record(cls, stage: str, reason: str, record: KafkaRecord) -> "DeadLetter":
+        """A record read off a topic, with its source and offset (reasons are capped at 1000 chars)."""
+        return cls.for_payload(stage, reason[:1000], record.value, source=record_source(record),
+                               position=record.offset)

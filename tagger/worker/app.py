@@ -26,16 +26,27 @@ from typing import Any
 
 import faust
 
-from tagger.agent import AgentMetrics, BatchTagger, InputRecord, TextTagger
-from tagger.agent_settings import AgentSettings
-from tagger.transport import TaggerApp
+from tagger.tagging import TextTagger
+from tagger.worker.agent import AgentMetrics, BatchTagger, InputRecord
+from tagger.worker.settings import AgentSettings
+from tagger.worker.transport import TaggerApp
 
 log = logging.getLogger(__name__)
 
 
 def create_app(settings: AgentSettings, model: TextTagger) -> faust.App:
-    s = settings
-    app = TaggerApp(
+    """The Faust app: the tagging agent, its output sender, and the /metrics/ and /health/ pages."""
+    app = _faust_app(settings)
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagger-model")
+    metrics = AgentMetrics()
+    app.tweetner_executor = executor  # type: ignore[attr-defined]
+    _add_agent(app, settings, BatchTagger(model, executor), metrics)
+    _add_pages(app, settings, model, metrics)
+    return app
+
+
+def _faust_app(s: AgentSettings) -> faust.App:
+    return TaggerApp(
         s.group,
         fetch_max_wait_ms=s.fetch_max_wait_ms,
         broker=f"kafka://{s.kafka_bootstrap.replace(',', ';kafka://')}",
@@ -64,21 +75,18 @@ def create_app(settings: AgentSettings, model: TextTagger) -> faust.App:
         stream_wait_empty=True,
         consumer_auto_offset_reset="earliest",
     )
-    tweets = app.topic(s.topics.tweets, value_serializer="raw", key_serializer="raw",
-                       partitions=s.topics.partitions)
-    tagged = app.topic(s.topics.tagged, value_serializer="raw", key_serializer="raw",
-                       partitions=s.topics.partitions)
-    dead = app.topic(s.topics.deadletter, value_serializer="raw", key_serializer="raw",
-                     partitions=1)
 
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagger-model")
-    batch_tagger = BatchTagger(model, executor)
-    metrics = AgentMetrics()
-    app.tweetner_metrics = metrics  # type: ignore[attr-defined]
 
-    async def send_all(outputs: list[tuple[Any, bytes, bytes]]) -> None:
-        """Send and wait for the broker's acks, retrying the whole set until it sticks."""
-        deadline = time.monotonic() + s.send_timeout_s
+class _OutputSender:
+    """Sends a batch's outputs and waits for the broker's acks, retrying the whole set until it
+    sticks; after ``send_timeout_s`` the worker stops without acking, so the batch is re-read."""
+
+    def __init__(self, send_timeout_s: float, metrics: AgentMetrics) -> None:
+        self.send_timeout_s = send_timeout_s
+        self.metrics = metrics
+
+    async def send_all(self, outputs: list[tuple[Any, bytes, bytes]]) -> None:
+        deadline = time.monotonic() + self.send_timeout_s
         delay = 0.2
         while True:
             try:
@@ -88,16 +96,26 @@ def create_app(settings: AgentSettings, model: TextTagger) -> faust.App:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any send failure is retried the same way
-                metrics.send_retries_total += 1
+                self.metrics.send_retries_total += 1
                 if time.monotonic() + delay > deadline:
                     log.critical("outputs not acknowledged for %.0fs (%s): stopping the worker "
-                                 "without committing this batch", s.send_timeout_s, exc)
+                                 "without committing this batch", self.send_timeout_s, exc)
                     os.kill(os.getpid(), signal.SIGTERM)
                     await asyncio.sleep(3600)  # cancelled by the shutdown
                 log.warning("sending %d outputs failed (%s); retrying in %.1fs",
                             len(outputs), exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+
+def _add_agent(app: faust.App, s: AgentSettings, batch_tagger: BatchTagger, metrics: AgentMetrics) -> None:
+    tweets = app.topic(s.topics.tweets, value_serializer="raw", key_serializer="raw",
+                       partitions=s.topics.partitions)
+    tagged = app.topic(s.topics.tagged, value_serializer="raw", key_serializer="raw",
+                       partitions=s.topics.partitions)
+    dead = app.topic(s.topics.deadletter, value_serializer="raw", key_serializer="raw",
+                     partitions=1)
+    sender = _OutputSender(s.send_timeout_s, metrics)
 
     @app.agent(tweets, name="tag_tweets")
     async def tag_tweets(stream: faust.StreamT) -> None:
@@ -108,45 +126,49 @@ def create_app(settings: AgentSettings, model: TextTagger) -> faust.App:
             outcome = await batch_tagger.tag(records)
             outputs: list[tuple[Any, bytes, bytes]] = [
                 (tagged, t.id.encode("utf-8"), t.model_dump_json().encode("utf-8"))
-                for t in outcome.tagged]
-            outputs += [(dead, f"{rec.source}:{rec.offset}".encode(),
-                         letter.model_dump_json().encode("utf-8")) for rec, letter in outcome.dead]
-            await send_all(outputs)
+                for _, t in outcome.tagged]
+            outputs += [(dead, (letter.source or "").encode("utf-8"),
+                         letter.model_dump_json().encode("utf-8")) for _, letter in outcome.dead]
+            # Acks only after the outputs are acknowledged: a crash before re-processes the batch.
+            await sender.send_all(outputs)
             for event in events:
                 await stream.ack(event)
             for rec in records:
                 key = (rec.topic, rec.partition)
                 metrics.next_offsets[key] = max(metrics.next_offsets.get(key, 0), rec.offset + 1)
             metrics.record_batch(len(records), len(outcome.tagged), len(outcome.dead),
-                                 time.perf_counter() - started, batch_tagger.last_model_s)
+                                 time.perf_counter() - started, outcome.model_seconds)
             if outcome.dead:
                 log.info("batch of %d: %d dead letters", len(records), len(outcome.dead))
 
-    def consumer_lag() -> dict[str, int]:
-        lag: dict[str, int] = {}
-        consumer = app.consumer
-        try:
-            assigned = consumer.assignment()
-        except Exception:  # noqa: BLE001 - not started yet
-            return lag
-        for tp in assigned:
-            if tp.topic != s.topics.tweets:
-                continue
-            try:
-                highwater = consumer.highwater(tp)
-            except Exception:  # noqa: BLE001 - no fetch yet for this partition
-                continue
-            if highwater is None:
-                continue
-            done = metrics.next_offsets.get((tp.topic, tp.partition))
-            if done is None:
-                done = app.monitor.tp_committed_offsets.get(tp, 0) if app.monitor else 0
-            lag[f"{tp.topic}/{tp.partition}"] = max(0, int(highwater) - int(done))
-        return lag
 
+def _consumer_lag(app: faust.App, topic: str, metrics: AgentMetrics) -> dict[str, int]:
+    lag: dict[str, int] = {}
+    consumer = app.consumer
+    try:
+        assigned = consumer.assignment()
+    except Exception:  # noqa: BLE001 - not started yet
+        return lag
+    for tp in assigned:
+        if tp.topic != topic:
+            continue
+        try:
+            highwater = consumer.highwater(tp)
+        except Exception:  # noqa: BLE001 - no fetch yet for this partition
+            continue
+        if highwater is None:
+            continue
+        done = metrics.next_offsets.get((tp.topic, tp.partition))
+        if done is None:
+            done = app.monitor.tp_committed_offsets.get(tp, 0) if app.monitor else 0
+        lag[f"{tp.topic}/{tp.partition}"] = max(0, int(highwater) - int(done))
+    return lag
+
+
+def _add_pages(app: faust.App, s: AgentSettings, model: TextTagger, metrics: AgentMetrics) -> None:
     @app.page("/metrics/")
     async def metrics_view(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        data = metrics.snapshot(consumer_lag())
+        data = metrics.snapshot(_consumer_lag(app, s.topics.tweets, metrics))
         data.update(model_name=model.model_name, model_version=model.model_version,
                     group=s.group, batch_max=s.batch_size, batch_within_s=s.batch_within_s)
         return web.json(data)
@@ -164,9 +186,6 @@ def create_app(settings: AgentSettings, model: TextTagger) -> faust.App:
                          "assigned_partitions": assigned,
                          "tweets_total": metrics.tweets_total},
                         status=200 if ok else 503)
-
-    app.tweetner_executor = executor  # type: ignore[attr-defined]
-    return app
 
 
 def run_worker(settings: AgentSettings, model: TextTagger, *, loglevel: str = "info") -> int:

@@ -4,7 +4,7 @@ This is the comparison row for the span classifier: a plain BIO tagger on the
 packaged all-MiniLM-L6-v2, trained on the same CoNLL files and scored with the
 same entity-level metric. It keeps no weights; it only reports dev scores.
 
-    python -m tagger.baseline --train ../shared/data/wnut16/train.conll \\
+    python -m recipes.baseline --train ../shared/data/wnut16/train.conll \\
         --dev ../shared/data/wnut16/dev.conll --output runs/baseline
 """
 from __future__ import annotations
@@ -26,7 +26,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 from transformers import (  # noqa: E402
@@ -37,16 +36,17 @@ from transformers import (  # noqa: E402
     get_linear_schedule_with_warmup,
 )
 
+from tagger.collator import IGNORE_INDEX  # noqa: E402
 from tagger.conll import Sentence, labels_in, read_conll, spans_from_iob2  # noqa: E402
 from tagger.encoders import packaged_minilm_dir  # noqa: E402
 from tagger.metrics import score_entities  # noqa: E402
+from tagger.trainer import set_seed  # noqa: E402
 
 __all__ = ["BaselineArgs", "BaselineResult", "EpochRecord", "main", "run", "train_baseline"]
 
 logger = logging.getLogger(__name__)
 
 MODEL_NAME = "token-classification baseline"
-IGNORE_INDEX = -100  # CrossEntropyLoss's default ignore_index, which the HF head uses
 
 
 @dataclass
@@ -112,12 +112,6 @@ class EncodedSentence:
 def label_list(sentences: Sequence[Sentence]) -> list[str]:
     """O first, then B-/I- per entity type, so ids are stable for a given corpus."""
     return ["O", *(f"{prefix}-{etype}" for etype in labels_in(sentences) for prefix in ("B", "I"))]
-
-
-def set_seed(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def load(path: str) -> list[Sentence]:
@@ -282,7 +276,7 @@ def run(args: BaselineArgs) -> BaselineResult:
 
 def parse_args(argv: Sequence[str] | None) -> BaselineArgs:
     defaults = BaselineArgs(train="", dev="")
-    p = argparse.ArgumentParser(prog="python -m tagger.baseline", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m recipes.baseline", description=__doc__.splitlines()[0])
     p.add_argument("--train", required=True, help="CoNLL training file")
     p.add_argument("--dev", required=True, help="CoNLL dev file, scored after every epoch")
     p.add_argument("--output", default=defaults.output, help="folder for baseline.json (default %(default)s)")

@@ -1,12 +1,12 @@
 """Topic names shared by every stage and the one call that makes sure they exist.
 
-The names come from the same environment variables the sink reads (``TAGGED_TOPIC``,
-``DEADLETTER_TOPIC``) so that one environment configures the whole pipeline.
+The names are read from the environment once, by contracts.settings.StageSettings (``TWEETS_TOPIC``,
+``TAGGED_TOPIC``, ``DEADLETTER_TOPIC``, ``TOPIC_PARTITIONS``), so one environment configures the
+whole pipeline.
 """
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 from typing import Mapping
@@ -24,25 +24,9 @@ class Topics:
     # Partitions bound how many tagger workers (and sinks) can share the load.
     partitions: int = 8
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Topics":
-        env = os.environ if env is None else env
-        d = cls()
-        return cls(
-            tweets=env.get("TWEETS_TOPIC", d.tweets),
-            tagged=env.get("TAGGED_TOPIC", d.tagged),
-            deadletter=env.get("DEADLETTER_TOPIC", d.deadletter),
-            partitions=int(env.get("TOPIC_PARTITIONS", d.partitions)),
-        )
-
     def all(self) -> dict[str, int]:
         # Dead letters are rare and read by people; one partition keeps them in order.
         return {self.tweets: self.partitions, self.tagged: self.partitions, self.deadletter: 1}
-
-
-def bootstrap_from_env(env: Mapping[str, str] | None = None) -> str:
-    env = os.environ if env is None else env
-    return env.get("KAFKA_BOOTSTRAP", DEFAULT_BOOTSTRAP)
 
 
 def ensure_topics(bootstrap: str, topics: Mapping[str, int], *, timeout_s: float = 30.0) -> None:

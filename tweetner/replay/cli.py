@@ -9,20 +9,18 @@ import re
 import signal
 import sys
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
+
+from contracts.durations import parse_duration
 
 log = logging.getLogger(__name__)
 
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
 def parse_time(value: str, now: datetime | None = None) -> datetime:
     """ISO-8601 ("2024-05-01T12:00", zone-less means UTC) or an age ("7d", "2h", "30m", "90s")."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", value)
-    if m:
-        now = now or datetime.now(timezone.utc)
-        return now - timedelta(**{_UNITS[m.group(2)]: float(m.group(1))})
+    age = parse_duration(value, default_unit=None)
+    if age is not None:
+        return (now or datetime.now(timezone.utc)) - age
     try:
         ts = datetime.fromisoformat(value.strip())
     except ValueError:
@@ -105,7 +103,7 @@ def _tagger_factory(args: argparse.Namespace) -> Any:
 
 def _replay(args: argparse.Namespace) -> int:
     from sink.settings import SinkSettings
-    from tweetner.logs import quiet_clients
+    from contracts.logs import quiet_clients
     from tweetner.replay import ReplayError, ReplayOptions, ReplayService
 
     quiet_clients()

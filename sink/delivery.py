@@ -1,0 +1,157 @@
+"""The delivery steps of everything that stores tagged tweets: the sink service and replay.
+
+One copy of each: write a batch with a record-by-record fallback, produce dead letters, commit
+offsets, and retry an outage with backoff. The order they are called in is the contract
+(PostgreSQL, then dead letters, then offsets), so a crash anywhere replays a batch that then
+changes nothing.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence, TypeVar
+
+from sqlalchemy.exc import DataError, IntegrityError
+
+from contracts.messages import DeadLetter, KafkaRecord, TaggedTweet
+from sink.store import TrendStore
+from sink.writer import WriteResult
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Stopped(Exception):
+    """stop() was called while a step waited to retry: the batch in hand stays uncommitted."""
+
+
+class GaveUp(Exception):
+    """A step failed on every attempt its :class:`Backoff` allows; ``__cause__`` is the last error."""
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff between ``initial_s`` and ``max_s``; ``attempts=None`` retries forever."""
+
+    initial_s: float
+    max_s: float
+    attempts: int | None = None
+
+    def run(self, action: Callable[[], T], errors: tuple[type[BaseException], ...], what: str,
+            stop: threading.Event, on_failure: Callable[[BaseException], None] | None = None) -> T:
+        delay = self.initial_s
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return action()
+            except errors as exc:
+                if on_failure is not None:
+                    on_failure(exc)
+                if self.attempts is not None and attempt >= self.attempts:
+                    raise GaveUp(f"{what} failed {attempt} times: {describe(exc)}") from exc
+                log.warning("%s failed (%s); retrying in %.1fs, offsets not committed",
+                            what, describe(exc), delay)
+            if stop.wait(delay):
+                raise Stopped()
+            delay = min(delay * 2, self.max_s)
+
+
+def describe(exc: BaseException) -> str:
+    """The first line of a driver or client error, without SQLAlchemy's wrapping."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip()
+    return text.splitlines()[0] if text else type(orig).__name__
+
+
+def write_with_fallback(store: TrendStore, records: Sequence[tuple[KafkaRecord, TaggedTweet]],
+                        stage: str) -> tuple[WriteResult, list[DeadLetter]]:
+    """Writes the batch in one transaction; a value PostgreSQL refuses (a NUL byte, say) would
+    fail it on every try, so the batch is then written record by record and only the records
+    that fail on their own become dead letters. Outages (DBAPIError with the connection lost)
+    propagate for the caller's :class:`Backoff`."""
+    try:
+        return store.write([rec for _, rec in records]), []
+    except (DataError, IntegrityError) as exc:
+        if exc.connection_invalidated:
+            raise
+        log.warning("batch rejected by PostgreSQL (%s); writing records one by one", type(exc).__name__)
+    result, rejected = WriteResult(), []
+    for msg, rec in records:
+        try:
+            result = result.merge(store.write([rec]))
+        except (DataError, IntegrityError) as one:
+            if one.connection_invalidated:
+                raise
+            rejected.append(DeadLetter.for_record(stage, f"rejected by PostgreSQL: {describe(one)}", msg))
+    return result, rejected
+
+
+class DeadLetterProducer:
+    """Produces dead letters to one topic and waits for the broker's acknowledgement."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self._producer: Any = None
+
+    def send(self, letters: Sequence[DeadLetter]) -> None:
+        """Raises KafkaError when any letter is not acknowledged; a re-send after a partial
+        failure can duplicate a dead letter, which is harmless (losing one is not)."""
+        from kafka import KafkaProducer
+
+        if not letters:
+            return
+        if self._producer is None:
+            self._producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
+                                           retries=5, linger_ms=5)
+        futures = [self._producer.send(self.topic, key=(d.source or "").encode("utf-8"),
+                                       value=d.model_dump_json().encode("utf-8")) for d in letters]
+        self._producer.flush()
+        for future in futures:
+            future.get(timeout=30)
+
+    def close(self) -> None:
+        close_clients(self._producer)
+        self._producer = None
+
+
+def next_offsets(records: Sequence[KafkaRecord]) -> dict[Any, int]:
+    """Per partition, the offset after the last record of the batch: what a commit stores."""
+    from kafka.structs import TopicPartition
+
+    last: dict[TopicPartition, int] = {}
+    for msg in records:
+        tp = TopicPartition(msg.topic, msg.partition)
+        last[tp] = max(last.get(tp, -1), msg.offset)
+    return {tp: offset + 1 for tp, offset in last.items()}
+
+
+def commit_offsets(consumer: Any, offsets: Mapping[Any, int]) -> bool:
+    """Commits ``offsets`` for ``consumer``'s group; False (logged) when the broker refused.
+
+    A refused commit is harmless here: the batch is stored, and re-reading it changes nothing.
+    """
+    from kafka.errors import KafkaError
+    from kafka.structs import OffsetAndMetadata
+
+    if not offsets:
+        return True
+    try:
+        consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()})
+        return True
+    except KafkaError as exc:
+        log.warning("offset commit failed (%s); the records will be re-read harmlessly", exc)
+        return False
+
+
+def close_clients(*clients: object) -> None:
+    """Close Kafka clients, best effort: the broker may be gone already."""
+    for client in clients:
+        if client is not None:
+            try:
+                client.close()  # type: ignore[attr-defined]
+            except Exception:  # noqa: BLE001 - closing must not hide the real error
+                log.debug("close failed", exc_info=True)
