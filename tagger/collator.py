@@ -1,10 +1,20 @@
 """Packs marker passes into padded tensors with the SpanMarker attention pattern.
 
-Row layout: ``[text (T) | start markers (S) | end markers (S)]``. With dynamic padding T and S are
-the largest text and span count in the batch; with fixed padding they are model_max_length and
-marker_max_length, the reference library's shapes, kept for comparison. Attention: text sees
-text; a marker sees the text, itself and its partner. Padding rows see only themselves so that
-no softmax row is empty (an empty row would be NaN and poison the values of later layers).
+Row layout: ``[text (T) | start markers (S) | end markers (S)]``. Where the markers go is decided
+in one place, :meth:`SpanMarkerCollator.for_tokenizer`, from the encoder's config:
+
+- dynamic (BERT, RoBERTa...: position only from position_ids): T and S are the longest text and
+  the most spans in the batch; any layout gives the same states, so the smallest one is used.
+- span_marker's (MPNet, DeBERTa...: attention sees physical indices): T = model_max_length and
+  S = marker_max_length, so every marker sits at the index span_marker gives it. Only the end
+  marker slots after the batch's last used one are cut: no real token attends them and the
+  attention of the others depends on index differences only.
+- fixed padding: span_marker's full shapes (model_max_length + 2 x marker_max_length), kept for
+  comparison.
+
+Attention: text sees text; a marker sees the text, itself and its partner. Padding rows see only
+themselves so that no softmax row is empty (an empty row would be NaN and poison the values of
+later layers).
 """
 from __future__ import annotations
 
@@ -14,7 +24,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from tagger.tokenizer import POSITION_OFFSET, MarkerPass
+from tagger.tokenizer import POSITION_OFFSET, MarkerPass, SpanMarkerTokenizer
 
 IGNORE_INDEX = -100
 
@@ -25,9 +35,14 @@ class SpanBatch:
     position_ids: torch.Tensor  # [B, L]
     attention_mask: torch.Tensor  # [B, 1, L, L] bool, True = may attend
     text_length: int  # T: where the start markers begin
-    marker_length: int  # S: start markers occupy [T, T+S), end markers [T+S, T+2S)
+    marker_length: int  # S: start markers occupy [T, T+S), end markers [T+S, T+S+N)
     num_spans: torch.Tensor  # [B]
-    labels: torch.Tensor | None = None  # [B, S], IGNORE_INDEX on padding
+    labels: torch.Tensor | None = None  # [B, N], IGNORE_INDEX on padding
+
+    @property
+    def span_slots(self) -> int:
+        """N: marker pairs read per row, the most spans in the batch (at most S)."""
+        return int(self.num_spans.max())
 
     def to(self, device: torch.device | str) -> "SpanBatch":
         return SpanBatch(
@@ -53,12 +68,31 @@ class SpanMarkerCollator:
         end_marker_id: int,
         fixed_text_length: int | None = None,
         fixed_marker_length: int | None = None,
+        cut_unused_end_markers: bool = False,
     ) -> None:
         self.pad_token_id = pad_token_id
         self.start_marker_id = start_marker_id
         self.end_marker_id = end_marker_id
         self.fixed_text_length = fixed_text_length
         self.fixed_marker_length = fixed_marker_length
+        self.cut_unused_end_markers = cut_unused_end_markers
+
+    @classmethod
+    def for_tokenizer(cls, tokenizer: SpanMarkerTokenizer, *, fixed_padding: bool = False) -> "SpanMarkerCollator":
+        """The collator whose marker layout is exact for the tokenizer's model (see the module doc)."""
+        ids = (tokenizer.pad_token_id, tokenizer.start_marker_id, tokenizer.end_marker_id)
+        config = tokenizer.config
+        if fixed_padding or config.positions_are_physical:
+            return cls(*ids, fixed_text_length=tokenizer.model_max_length,
+                       fixed_marker_length=config.marker_max_length,
+                       cut_unused_end_markers=not fixed_padding)
+        return cls(*ids)
+
+    def padded_length(self, longest_text: int, most_spans: int) -> int:
+        """Row length of a batch whose longest text and most spans are these."""
+        T = self.fixed_text_length or longest_text
+        S = self.fixed_marker_length or most_spans
+        return T + S + (most_spans if self.cut_unused_end_markers else S)
 
     def __call__(self, rows: Sequence[MarkerPass]) -> SpanBatch:
         if not rows:
@@ -69,11 +103,12 @@ class SpanMarkerCollator:
         S = int(self.fixed_marker_length or n_spans.max())
         if n_text.max() > T or n_spans.max() > S:
             raise ValueError(f"rows exceed the fixed shape ({n_text.max()} > {T} or {n_spans.max()} > {S})")
-        B, L = len(rows), T + 2 * S
+        N = int(n_spans.max())
+        B, L = len(rows), T + S + (N if self.cut_unused_end_markers else S)
 
         input_ids = np.full((B, L), self.pad_token_id, dtype=np.int64)
         position_ids = np.zeros((B, L), dtype=np.int64)
-        labels = np.full((B, S), IGNORE_INDEX, dtype=np.int64) if rows[0].labels is not None else None
+        labels = np.full((B, N), IGNORE_INDEX, dtype=np.int64) if rows[0].labels is not None else None
         for b, row in enumerate(rows):
             t, s = n_text[b], n_spans[b]
             input_ids[b, :t] = row.input_ids
@@ -86,7 +121,7 @@ class SpanMarkerCollator:
                 labels[b, :s] = row.labels
         position_ids += POSITION_OFFSET
 
-        mask = _attention_mask(torch.from_numpy(n_text), torch.from_numpy(n_spans), T, S)
+        mask = _attention_mask(torch.from_numpy(n_text), torch.from_numpy(n_spans), T, S, L)
         return SpanBatch(
             input_ids=torch.from_numpy(input_ids),
             position_ids=torch.from_numpy(position_ids),
@@ -98,8 +133,8 @@ class SpanMarkerCollator:
         )
 
 
-def _attention_mask(n_text: torch.Tensor, n_spans: torch.Tensor, T: int, S: int) -> torch.Tensor:
-    B, L = len(n_text), T + 2 * S
+def _attention_mask(n_text: torch.Tensor, n_spans: torch.Tensor, T: int, S: int, L: int) -> torch.Tensor:
+    B = len(n_text)
     pos = torch.arange(L)
     is_text = pos[None, :] < n_text[:, None]  # [B, L]
     marker_slot = torch.where(pos < T, -1, (pos - T) % max(S, 1))  # pair index of a marker position

@@ -14,6 +14,13 @@ from typing import Any
 
 SPAN_MARKER_VERSION = "1.8.1"  # the format version we write; loading accepts any 1.x
 OUTSIDE = "O"
+# Encoder families whose attention depends on a token's physical index in the sequence, not only
+# on the position_ids we pass: MPNet (relative_attention_bias over index differences), DeBERTa and
+# DeBERTa-v2/v3 (relative positions built from the index), RoFormer (rotary angles from the
+# index). Moving a marker changes its state there, so they need span_marker's own marker layout.
+# BERT, RoBERTa, ALBERT, DistilBERT, ELECTRA, XLM-R... read position only from position_ids
+# (transformers 5 dropped BERT's index-based "relative_key" embeddings).
+PHYSICAL_POSITION_ENCODERS = frozenset({"mpnet", "deberta", "deberta-v2", "roformer"})
 
 
 @dataclass
@@ -63,6 +70,11 @@ class SpanMarkerConfig:
             if self.encoder.get(key) is not None:
                 return float(self.encoder[key])
         return 0.1
+
+    @property
+    def positions_are_physical(self) -> bool:
+        """Whether the encoder sees where markers sit in the row, so only span_marker's layout is exact."""
+        return self.encoder.get("model_type") in PHYSICAL_POSITION_ENCODERS
 
     @property
     def model_name(self) -> str:

@@ -1,9 +1,10 @@
 """Batched prediction: raw tweets or pre-split words in, entities with offsets and scores out.
 
 Inputs are encoded once, cut into marker passes, sorted by length and packed into batches under a
-position budget, so each batch is padded only to what its longest member needs. ``fixed_padding``
-reproduces the reference library's shapes (model_max_length + 2 x marker_max_length) for
-comparison.
+position budget, so each batch is padded only to what its longest member needs. The collator's
+marker layout follows the encoder (span_marker's indices for MPNet-like encoders, see
+tagger.collator). ``fixed_padding`` reproduces the reference library's shapes (model_max_length +
+2 x marker_max_length) for comparison.
 """
 from __future__ import annotations
 
@@ -124,13 +125,7 @@ class NerTagger:
         self.config = model.config
         self.fixed_padding = fixed_padding
         self.model = _prepare(model, self.device, self.precision)
-        self.collator = SpanMarkerCollator(
-            tokenizer.pad_token_id,
-            tokenizer.start_marker_id,
-            tokenizer.end_marker_id,
-            fixed_text_length=tokenizer.model_max_length if fixed_padding else None,
-            fixed_marker_length=self.config.marker_max_length if fixed_padding else None,
-        )
+        self.collator = SpanMarkerCollator.for_tokenizer(tokenizer, fixed_padding=fixed_padding)
         # A budget on padded positions per batch bounds memory and keeps CPU batches cache-sized.
         self.max_batch_positions = max_batch_positions or (65536 if self.device.type == "cuda" else 8192)
         self.max_batch_rows = max_batch_rows
@@ -263,13 +258,14 @@ class NerTagger:
             for i in range(0, len(rows), size):
                 yield rows[i : i + size]
             return
-        ordered = sorted(rows, key=lambda r: r.length, reverse=True)
+        padded_length = self.collator.padded_length
+        ordered = sorted(rows, key=lambda r: padded_length(len(r.input_ids), r.num_spans), reverse=True)
         batch: list[MarkerPass] = []
         longest_text = longest_spans = 0
         for row in ordered:
             text = max(longest_text, len(row.input_ids))
             spans = max(longest_spans, row.num_spans)
-            if batch and ((len(batch) + 1) * (text + 2 * spans) > self.max_batch_positions
+            if batch and ((len(batch) + 1) * padded_length(text, spans) > self.max_batch_positions
                           or len(batch) >= self.max_batch_rows):
                 yield batch
                 batch, text, spans = [], len(row.input_ids), row.num_spans

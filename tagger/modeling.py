@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from pathlib import Path
+from typing import Callable
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -27,11 +28,20 @@ SAFETENSORS_NAME = "model.safetensors"
 PYTORCH_NAME = "pytorch_model.bin"
 # Embedding rows are padded to a multiple of 8 after adding the markers, as span_marker does.
 VOCAB_MULTIPLE = 8
+# DebertaEmbeddings/DebertaV2Embeddings multiply their output by the attention mask, which only
+# works for a [B, L] padding mask.
+MASK_INCOMPATIBLE_ENCODERS = frozenset({"deberta", "deberta-v2"})
 
 
 class SpanMarkerModel(nn.Module):
     def __init__(self, config: SpanMarkerConfig, encoder: PreTrainedModel) -> None:
         super().__init__()
+        if config.encoder.get("model_type") in MASK_INCOMPATIBLE_ENCODERS:
+            raise ValueError(
+                f"{config.encoder['model_type']} encoders cannot read a per-row attention mask: transformers "
+                "multiplies their embeddings by the mask, which fails for SpanMarker's [L, L] pattern "
+                "(span_marker itself fails the same way)"
+            )
         self.config = config
         self.encoder = encoder
         self.dropout = nn.Dropout(config.dropout_rate)
@@ -42,7 +52,7 @@ class SpanMarkerModel(nn.Module):
 
     # --- forward -------------------------------------------------------------------------------
     def forward(self, batch: SpanBatch) -> torch.Tensor:
-        """Logits ``[B, S, num_labels]`` for the batch's marker pairs."""
+        """Logits ``[B, N, num_labels]`` for the batch's marker pairs."""
         mask = batch.attention_mask
         dtype = next(self.encoder.parameters()).dtype
         if self._eager_attention or not dtype.is_floating_point:
@@ -60,8 +70,8 @@ class SpanMarkerModel(nn.Module):
             position_ids=batch.position_ids,
             **kwargs,
         )[0]
-        T, S = batch.text_length, batch.marker_length
-        features = torch.cat((hidden[:, T : T + S], hidden[:, T + S : T + 2 * S]), dim=-1)
+        T, S, N = batch.text_length, batch.marker_length, batch.span_slots
+        features = torch.cat((hidden[:, T : T + N], hidden[:, T + S : T + S + N]), dim=-1)
         return self.classifier(self.dropout(features))
 
     # --- construction --------------------------------------------------------------------------
@@ -158,27 +168,35 @@ def _load_pretrained_encoder(encoder_dir: Path, dropout: float | None) -> PreTra
     if dropout is not None:
         kwargs["hidden_dropout_prob"] = dropout
     config = AutoConfig.from_pretrained(str(encoder_dir), local_files_only=True, **kwargs)
-    try:
-        return AutoModel.from_pretrained(
-            str(encoder_dir), config=config, local_files_only=True, attn_implementation="sdpa",
-            add_pooling_layer=False,
-        )
-    except TypeError:
-        return AutoModel.from_pretrained(
-            str(encoder_dir), config=config, local_files_only=True, attn_implementation="sdpa"
-        )
+
+    def load(**options) -> PreTrainedModel:
+        return AutoModel.from_pretrained(str(encoder_dir), config=config, local_files_only=True, **options)
+
+    return _build_encoder(load, "sdpa")
 
 
 def _encoder_from_config(encoder_config: dict, attn_implementation: str) -> PreTrainedModel:
     values = {k: v for k, v in encoder_config.items() if k not in ("model_type", "_name_or_path", "transformers_version")}
     config = AutoConfig.for_model(encoder_config["model_type"], **values)
-    try:
-        return AutoModel.from_config(config, attn_implementation=attn_implementation, add_pooling_layer=False)
-    except TypeError:
-        return AutoModel.from_config(config, attn_implementation=attn_implementation)
-    except ValueError:
-        # Encoders without SDPA support fall back to eager attention with an additive mask.
-        return AutoModel.from_config(config, attn_implementation="eager")
+    return _build_encoder(lambda **options: AutoModel.from_config(config, **options), attn_implementation)
+
+
+def _build_encoder(make: Callable[..., PreTrainedModel], attn_implementation: str) -> PreTrainedModel:
+    """The encoder, without its unused pooler where the family has that option.
+
+    Families without SDPA support (MPNet, DeBERTa) fall back to eager attention with an additive mask.
+    """
+    error: Exception = RuntimeError("no attention implementation to try")
+    for attn in dict.fromkeys((attn_implementation, "eager")):
+        for options in ({"add_pooling_layer": False}, {}):
+            try:
+                return make(attn_implementation=attn, **options)
+            except TypeError as exc:  # no pooler option in this family
+                error = exc
+            except ValueError as exc:  # no such attention implementation in this family
+                error = exc
+                break
+    raise error  # the last failure: no combination could be built
 
 
 def _read_weights(directory: Path) -> tuple[Path, dict[str, torch.Tensor]]:

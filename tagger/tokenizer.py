@@ -8,6 +8,7 @@ span_marker does, so that its checkpoints see the inputs they were trained on.
 """
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from functools import lru_cache
@@ -65,6 +66,42 @@ class MarkerPass:
         return len(self.input_ids) + 2 * self.num_spans
 
 
+def force_prefix_space(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Make a byte-level BPE tokenizer start every pre-split word with a space; True if it changed.
+
+    Byte-level BPE (RoBERTa, GPT-2, BART, Longformer...) encodes a word's leading space in its first
+    piece ("Ġ"); without ``add_prefix_space`` the words of a pre-split sentence are tokenized as if
+    glued to the previous one ("Super Bowl" -> "Su per Bo wl"). span_marker always loads its
+    tokenizer with ``add_prefix_space=True``; doing it here, where every tokenizer passes (training
+    and inference), gives the same tokens. Other families (WordPiece, SentencePiece) are untouched.
+    """
+    backend = tokenizer.backend_tokenizer
+    if backend.pre_tokenizer is None:
+        return False
+    state = json.loads(backend.pre_tokenizer.__getstate__())
+    if not _set_byte_level_prefix_space(state):
+        return False
+    pre_tokenizer = backend.pre_tokenizer
+    pre_tokenizer.__setstate__(json.dumps(state).encode())
+    backend.pre_tokenizer = pre_tokenizer
+    tokenizer.add_prefix_space = True
+    tokenizer.init_kwargs["add_prefix_space"] = True  # so that save_pretrained records it
+    return True
+
+
+def _set_byte_level_prefix_space(pre_tokenizer: dict | None) -> bool:
+    """Set add_prefix_space on every ByteLevel step (possibly inside a Sequence); True if one was off."""
+    if not pre_tokenizer:
+        return False
+    if pre_tokenizer.get("type") == "Sequence":
+        changed = [_set_byte_level_prefix_space(step) for step in pre_tokenizer.get("pretokenizers", [])]
+        return any(changed)
+    if pre_tokenizer.get("type") == "ByteLevel" and not pre_tokenizer.get("add_prefix_space"):
+        pre_tokenizer["add_prefix_space"] = True
+        return True
+    return False
+
+
 @lru_cache(maxsize=64)
 def candidate_spans(num_words: int, entity_max_length: int) -> np.ndarray:
     """All (start, end) word spans, end exclusive, in span_marker's order: by start, then end."""
@@ -90,6 +127,7 @@ class SpanMarkerTokenizer:
         missing = [t for t in (START_MARKER, END_MARKER) if t not in tokenizer.get_vocab()]
         if missing:
             tokenizer.add_tokens(missing, special_tokens=True)
+        force_prefix_space(tokenizer)
         self.tokenizer = tokenizer
         self.config = config
         self.start_marker_id = int(tokenizer.convert_tokens_to_ids(START_MARKER))

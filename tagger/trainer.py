@@ -241,7 +241,9 @@ def train(args: TrainingArgs, on_epoch: Callable[[EpochResult], None] | None = N
     if unreachable:
         logger.warning("%d training entities are longer than entity_max_length=%d words or truncated: "
                        "they are trained as O", unreachable, args.entity_max_length)
-    collator = SpanMarkerCollator(tokenizer.pad_token_id, tokenizer.start_marker_id, tokenizer.end_marker_id)
+    # The same layout as inference, so that a physical-position encoder (MPNet) trains on the
+    # marker indices span_marker will give it.
+    collator = SpanMarkerCollator.for_tokenizer(tokenizer)
     rng = random.Random(args.seed)
     steps_per_epoch = math.ceil(math.ceil(len(rows) / args.batch_size) / args.grad_accum)
     total_steps = args.max_steps or steps_per_epoch * args.epochs
