@@ -6,10 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-# Mirrors tagger.inference.PRECISIONS (which imports torch, too slow for --help).
-PRECISIONS = ("fp32", "bf16", "fp16", "int8")
-
-# Kept here, not imported from tagger.inference, so that `tweetner --help` does not load torch.
+from tagger.configuration import PRECISIONS
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

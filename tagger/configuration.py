@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# Inference precisions tagger.inference runs; here, free of torch, so the CLI's --help stays fast.
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+
 SPAN_MARKER_VERSION = "1.8.1"  # the format version we write; loading accepts any 1.x
 OUTSIDE = "O"
 # Encoder families whose attention depends on a token's physical index in the sequence, not only

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from tagger.collator import SpanMarkerCollator
+from tagger.configuration import PRECISIONS
 from tagger.decoding import greedy_decode
 from tagger.modeling import SpanMarkerModel
 from tagger.tokenizer import MarkerPass, SpanMarkerTokenizer, candidate_spans
@@ -26,7 +27,6 @@ from tagger.words import Word, split_words
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
 
 

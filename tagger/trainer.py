@@ -21,7 +21,7 @@ from tagger.collator import IGNORE_INDEX, SpanMarkerCollator
 from tagger.conll import Sentence, labels_in, read_conll, spans_from_iob2
 from tagger.encoders import resolve_encoder
 from tagger.evaluation import evaluate
-from tagger.inference import NerTagger
+from tagger.inference import NerTagger, default_device
 from tagger.modeling import SpanMarkerModel
 from tagger.tokenizer import MarkerPass, SpanMarkerTokenizer, candidate_spans
 
@@ -207,7 +207,7 @@ def _layer_index(name: str, n_layers: int) -> int:
 def train(args: TrainingArgs, on_epoch: Callable[[EpochResult], None] | None = None) -> TrainingResult:
     started = time.perf_counter()
     set_seed(args.seed)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch.device(args.device or default_device())
     train_sentences = load_sentences(args.train)
     if not train_sentences:
         raise ValueError(f"no training sentences in {args.train}")
