@@ -6,9 +6,17 @@ bad value becomes a dead letter instead of an exception inside a Faust deseriali
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Literal, Protocol
+from typing import Annotated, Literal, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
+
+from contracts.validation import check_entity_text, check_id, check_text, check_time
+
+# The field types of every message: the rule of contracts.validation, applied on parse.
+SafeText = Annotated[str, AfterValidator(check_text)]
+TweetId = Annotated[str, AfterValidator(check_id)]
+EntityText = Annotated[str, AfterValidator(check_entity_text)]
+Timestamp = Annotated[datetime, AfterValidator(check_time)]
 
 
 def utcnow() -> datetime:
@@ -36,32 +44,33 @@ def record_source(record: KafkaRecord) -> str:
 class Tweet(BaseModel):
     """A raw tweet as produced by ingest to the tweets topic (keyed by ``id``)."""
 
-    id: str
-    text: str
-    created_at: datetime
-    user: str | None = None
-    lang: str | None = None
-    # When ingest produced it; the pipeline benchmark measures latency from here.
-    ingested_at: datetime = Field(default_factory=utcnow)
+    id: TweetId
+    text: SafeText
+    created_at: Timestamp
+    user: SafeText | None = None
+    lang: SafeText | None = None
+    # When ingest produced it; the pipeline benchmark measures latency from here, and of two
+    # texts with one id the later ingested is the tweet (docs/pipeline.md, "Poison records").
+    ingested_at: Timestamp = Field(default_factory=utcnow)
 
 
 class Entity(BaseModel):
     """One entity mention with character offsets into ``Tweet.text`` (end exclusive)."""
 
-    start: int
-    end: int
-    text: str
-    label: str
-    score: float
+    start: int = Field(ge=0, lt=2**31)
+    end: int = Field(gt=0, lt=2**31)
+    text: EntityText
+    label: SafeText = Field(max_length=64)
+    score: float = Field(allow_inf_nan=False)
 
 
 class TaggedTweet(Tweet):
     """A tweet with the entities one model version found in it (tagged topic)."""
 
     entities: list[Entity]
-    model_name: str
-    model_version: str
-    tagged_at: datetime = Field(default_factory=utcnow)
+    model_name: SafeText = Field(max_length=256)
+    model_version: SafeText = Field(max_length=256)
+    tagged_at: Timestamp = Field(default_factory=utcnow)
 
 
 class DeadLetter(BaseModel):

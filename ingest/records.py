@@ -5,6 +5,8 @@ produces the same keys and the idempotent sink stores nothing new:
 
 * JSON Lines without ``id``: ``sha1(text + "\\x1f" + created_at)`` — the same tweet from any file
   gets the same id.
+* JSON Lines with neither ``id`` nor ``created_at``: like plain text below (the ingestion time,
+  which stands in for created_at, must not make the id differ between two runs).
 * plain text: ``sha1(basename(file) + "\\x1f" + line number + "\\x1f" + text)`` — a line has no
   timestamp, so its place in its file is what identifies it (two identical retweets on different
   lines stay two tweets). For stdin the name is ``stdin``.
@@ -52,9 +54,24 @@ def parse_record(raw: RawRecord, *, max_bytes: int, unescape_html: bool,
         text = _clean_text(line, unescape_html).strip()
         if not text:
             return Rejection("empty text")
-        name = "stdin" if raw.source == "stdin" else os.path.basename(raw.source)
-        return Tweet(id=derived_id(name, str(raw.line), text), text=text, created_at=now)
-    return _parse_json(line, unescape_html=unescape_html, now=now)
+        return _validated(dict(id=positional_id(raw, text), text=text, created_at=now))
+    return _parse_json(raw, line, unescape_html=unescape_html, now=now)
+
+
+def positional_id(raw: RawRecord, text: str) -> str:
+    """The id of a record whose content alone may repeat: its file name, line and text."""
+    name = "stdin" if raw.source == "stdin" else os.path.basename(raw.source)
+    return derived_id(name, str(raw.line), text)
+
+
+def _validated(fields: dict) -> Tweet | Rejection:
+    """A Tweet, or the first rule of contracts.validation it breaks as the rejection reason."""
+    try:
+        return Tweet(**fields)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err.get("loc", ())) or "record"
+        return Rejection(f"invalid {where}: {err.get('msg', 'invalid value')}")
 
 
 def _twitter_time(value: object) -> object:
@@ -67,7 +84,8 @@ def _twitter_time(value: object) -> object:
     return value
 
 
-def _parse_json(line: str, *, unescape_html: bool, now: datetime) -> Tweet | Rejection:
+def _parse_json(raw: RawRecord, line: str, *, unescape_html: bool,
+                now: datetime) -> Tweet | Rejection:
     if not line.strip():
         return Rejection("empty line")
     try:
@@ -99,15 +117,10 @@ def _parse_json(line: str, *, unescape_html: bool, now: datetime) -> Tweet | Rej
     # Twitter API objects carry the user as an object; keep its screen name.
     if isinstance(fields["user"], dict):
         fields["user"] = fields["user"].get("screen_name") or fields["user"].get("name")
-    try:
-        tweet = Tweet(id=str(record_id) if record_id is not None else "pending", **fields)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err.get("loc", ())) or "record"
-        return Rejection(f"invalid {where}: {err.get('msg', 'invalid value')}")
-    if tweet.created_at.tzinfo is None:
-        # Naive timestamps are taken as UTC so trend buckets do not depend on the host's zone.
-        tweet = tweet.model_copy(update={"created_at": tweet.created_at.replace(tzinfo=timezone.utc)})
-    if record_id is None:
-        tweet = tweet.model_copy(update={"id": derived_id(text, tweet.created_at.isoformat())})
-    return tweet
+    # A placeholder id lets the timestamp be validated (and made UTC) before the id is derived.
+    tweet = _validated(dict(id=str(record_id) if record_id is not None else "pending", **fields))
+    if isinstance(tweet, Rejection) or record_id is not None:
+        return tweet
+    if created_at is None:
+        return tweet.model_copy(update={"id": positional_id(raw, text)})
+    return tweet.model_copy(update={"id": derived_id(text, tweet.created_at.isoformat())})

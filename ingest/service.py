@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from pydantic_core import PydanticSerializationError
+
 from ingest.records import Rejection, parse_record
 from ingest.settings import IngestSettings
 from ingest.sources import RawRecord
@@ -39,6 +41,17 @@ class IngestSummary:
         if self.reasons:
             text += " [" + ", ".join(f"{k}: {v}" for k, v in sorted(self.reasons.items())) + "]"
         return text
+
+
+class UnencodableTweet(ValueError):
+    """A validated tweet that still cannot be written as UTF-8 JSON."""
+
+
+def _wire(tweet: Tweet) -> bytes:
+    try:
+        return tweet.model_dump_json().encode("utf-8")
+    except (PydanticSerializationError, UnicodeEncodeError) as exc:
+        raise UnencodableTweet(str(exc).splitlines()[0]) from exc
 
 
 def _reason_kind(reason: str) -> str:
@@ -134,8 +147,7 @@ class IngestService:
                 f"{self._failure}") from self._failure
 
     def send_tweet(self, tweet: Tweet) -> None:
-        self._send(self.settings.topics.tweets, tweet.id.encode("utf-8"),
-                   tweet.model_dump_json().encode("utf-8"))
+        self._send(self.settings.topics.tweets, tweet.id.encode("utf-8"), _wire(tweet))
         self.summary.produced += 1
         if self.produced_ids is not None:
             self.produced_ids.append(tweet.id)
@@ -149,6 +161,14 @@ class IngestService:
         kind = _reason_kind(reason)
         self.summary.reasons[kind] = self.summary.reasons.get(kind, 0) + 1
         log.debug("rejected %s: %s", raw.position, reason)
+
+    def _send_or_reject(self, raw: RawRecord, tweet: Tweet) -> None:
+        # Validation refuses what cannot be encoded; this keeps a gap in it to one dead letter
+        # instead of an exit that leaves the rest of the file unsent.
+        try:
+            self.send_tweet(tweet)
+        except UnencodableTweet as exc:
+            self.send_dead_letter(raw, f"unencodable: {exc}")
 
     def _send(self, topic: str, key: bytes, value: bytes) -> None:
         from kafka.errors import KafkaError
@@ -193,7 +213,7 @@ class IngestService:
                     self.send_dead_letter(raw, result.reason)
                 else:
                     pacer.wait(stop)
-                    self.send_tweet(result)
+                    self._send_or_reject(raw, result)
                 if on_record is not None:
                     on_record(self.summary)
                 if limit is not None and self.summary.produced >= limit:

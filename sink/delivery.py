@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence, TypeVar
 
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DBAPIError, StatementError
 
 from contracts.messages import DeadLetter, KafkaRecord, TaggedTweet
 from sink.store import TrendStore
@@ -66,24 +66,46 @@ def describe(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(orig).__name__
 
 
+# SQLSTATE classes that name the record, not the server: data exceptions (22: bad encoding, value
+# out of range), integrity violations (23) and program limits (54: an index row too large).
+_RECORD_SQLSTATE_CLASSES = ("22", "23", "54")
+
+
+def is_record_error(exc: BaseException) -> bool:
+    """True when ``exc`` is about the records written (retrying can never succeed), False when it
+    is an outage. The driver refuses a NUL with a plain ValueError before sending anything, and
+    bucket arithmetic on a timestamp out of range raises OverflowError."""
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return False
+        code = getattr(exc.orig, "pgcode", None) or ""
+        return code[:2] in _RECORD_SQLSTATE_CLASSES
+    if isinstance(exc, StatementError):  # a bind parameter the driver refused to encode
+        return isinstance(exc.orig, (ValueError, OverflowError))
+    return isinstance(exc, (ValueError, OverflowError))
+
+
+_WRITE_ERRORS = (DBAPIError, StatementError, ValueError, OverflowError)
+
+
 def write_with_fallback(store: TrendStore, records: Sequence[tuple[KafkaRecord, TaggedTweet]],
                         stage: str) -> tuple[WriteResult, list[DeadLetter]]:
-    """Writes the batch in one transaction; a value PostgreSQL refuses (a NUL byte, say) would
-    fail it on every try, so the batch is then written record by record and only the records
-    that fail on their own become dead letters. Outages (DBAPIError with the connection lost)
-    propagate for the caller's :class:`Backoff`."""
+    """Writes the batch in one transaction; a record PostgreSQL refuses (see
+    :func:`is_record_error`) would fail it on every try, so the batch is then written record by
+    record and only the records that fail on their own become dead letters. Outages propagate
+    for the caller's :class:`Backoff`."""
     try:
         return store.write([rec for _, rec in records]), []
-    except (DataError, IntegrityError) as exc:
-        if exc.connection_invalidated:
+    except _WRITE_ERRORS as exc:
+        if not is_record_error(exc):
             raise
-        log.warning("batch rejected by PostgreSQL (%s); writing records one by one", type(exc).__name__)
+        log.warning("batch rejected by PostgreSQL (%s); writing records one by one", describe(exc))
     result, rejected = WriteResult(), []
     for msg, rec in records:
         try:
             result = result.merge(store.write([rec]))
-        except (DataError, IntegrityError) as one:
-            if one.connection_invalidated:
+        except _WRITE_ERRORS as one:
+            if not is_record_error(one):
                 raise
             rejected.append(DeadLetter.for_record(stage, f"rejected by PostgreSQL: {describe(one)}", msg))
     return result, rejected

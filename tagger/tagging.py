@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from contracts.decoding import decode_records, short_error
 from contracts.messages import DeadLetter, Entity, KafkaRecord, TaggedTweet, Tweet
+from contracts.validation import MAX_ENTITY_CHARS
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,10 @@ def entities_in(text: str, mentions: Sequence[Mention]) -> list[Entity]:
         start, end = int(m.start), int(m.end)
         if not 0 <= start < end <= len(text):
             log.warning("dropping out-of-range span %d:%d for a text of %d chars", start, end, len(text))
+            continue
+        if end - start > MAX_ENTITY_CHARS:
+            # Longer than a trend key may be; dropping the span keeps the tweet storable.
+            log.warning("dropping a %d-char span (limit %d)", end - start, MAX_ENTITY_CHARS)
             continue
         out.append(Entity(start=start, end=end, text=text[start:end], label=str(m.label),
                           score=float(m.score)))

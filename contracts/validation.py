@@ -1,0 +1,73 @@
+"""What a tweet may contain: the one rule every entry point applies through the wire messages.
+
+PostgreSQL and the text pipeline cannot hold everything JSON can express, so a value that would
+fail a stage later is refused where it is first parsed (ingest, the tagger, the sink, replay all
+validate with :mod:`contracts.messages`, which calls these functions):
+
+* **strings** (ids, texts, user names, languages, entity texts and labels, model names):
+  no NUL or other C0/C1 control character except tab, line feed and carriage return (tweets
+  have line breaks; PostgreSQL refuses NUL outright), and no unpaired UTF-16 surrogate (valid
+  in a Python ``str`` and in escaped JSON, but not encodable as UTF-8);
+* **ids**: 1 to :data:`MAX_ID_CHARS` characters and no surrounding whitespace; an id is a
+  primary-key and index entry, and an index row over 8 KiB is refused by PostgreSQL;
+* **timestamps**: between :data:`EARLIEST` and :data:`LATEST` (UTC); naive ones are taken as
+  UTC. Outside that range bucket arithmetic overflows (year 1 in a +05:00 zone is before
+  ``datetime.min`` in UTC) and no tweet is dated there anyway;
+* **entity texts**: at most :data:`MAX_ENTITY_CHARS`, because they are index keys of the trend
+  tables too.
+
+Every violation is a ``ValueError``, which pydantic reports as a ``ValidationError`` and
+:func:`contracts.decoding.decode_records` turns into a dead letter with the reason.
+"""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+
+MAX_ID_CHARS = 128
+MAX_ENTITY_CHARS = 512
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
+
+# C0 controls but \t \n \r, DEL, C1 controls; and lone surrogates (a str can hold them).
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_text(value: str) -> str:
+    """A string PostgreSQL and UTF-8 can hold, unchanged; otherwise ValueError saying why."""
+    bad = _CONTROL.search(value)
+    if bad:
+        raise ValueError(f"control character U+{ord(bad.group()):04X} at index {bad.start()}")
+    bad = _SURROGATE.search(value)
+    if bad:
+        raise ValueError(f"unpaired surrogate U+{ord(bad.group()):04X} at index {bad.start()}")
+    return value
+
+
+def check_id(value: str) -> str:
+    if not value or value != value.strip():
+        raise ValueError("id is empty or has surrounding whitespace")
+    if len(value) > MAX_ID_CHARS:
+        raise ValueError(f"id of {len(value)} characters is longer than {MAX_ID_CHARS}")
+    return check_text(value)
+
+
+def check_entity_text(value: str) -> str:
+    if len(value) > MAX_ENTITY_CHARS:
+        raise ValueError(f"entity of {len(value)} characters is longer than {MAX_ENTITY_CHARS}")
+    return check_text(value)
+
+
+def check_time(value: datetime) -> datetime:
+    """``value`` as an aware UTC datetime inside [EARLIEST, LATEST)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    try:
+        utc = value.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError(f"timestamp {value.isoformat()} is out of range") from None
+    if not EARLIEST <= utc < LATEST:
+        raise ValueError(f"timestamp {value.isoformat()} is outside "
+                         f"{EARLIEST.year}..{LATEST.year - 1}")
+    return utc
