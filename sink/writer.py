@@ -1,9 +1,10 @@
 """Idempotent batch writes of tagged tweets into tweets, mentions and the trend buckets.
 
 Everything for one batch happens in one transaction. Trend buckets change only when a tweet's
-*current model version* changes (new tweet, or a record with another version): that state lives
-in the tweets row, which is locked for the duration, so replays, duplicates and concurrent
-writers (the live sink beside a replay) can never count a mention twice.
+current state changes (new tweet, a record with another model version, or a correction: another
+text ingested later, see :func:`replaces`): that state lives in the tweets row, which is locked
+for the duration, so replays, duplicates and concurrent writers (the live sink beside a replay)
+can never count a mention twice.
 """
 from __future__ import annotations
 
@@ -97,51 +98,115 @@ class MentionWriter:
             return write_batch(conn, records)
 
 
+@dataclass(frozen=True)
+class Revision:
+    """What decides whether a record replaces the stored tweet: its text, when it was ingested
+    and which model version tagged it."""
+
+    text: str
+    ingested_at: datetime
+    model_version: str
+
+
+_NEVER = datetime.min.replace(tzinfo=timezone.utc)
+
+
+def _revision(rec: TaggedTweet) -> Revision:
+    return Revision(rec.text, rec.ingested_at, rec.model_version)
+
+
+def replaces(new: Revision, current: Revision | None) -> bool:
+    """The one rule for a second record with a known id (docs/pipeline.md, "Duplicates").
+
+    The same text is the same tweet: only another model version replaces it (a retag). Another
+    text is a correction when it was ingested later (ties broken by the text, so every order of
+    arrival ends in the same state) and a stale copy to ignore otherwise."""
+    if current is None:
+        return True
+    if new.text == current.text:
+        return new.model_version != current.model_version
+    return (new.ingested_at, new.text) > (current.ingested_at, current.text)
+
+
+def _winner(current: Revision | None, recs: Sequence[TaggedTweet]) -> TaggedTweet | None:
+    """The record of ``recs`` (in arrival order) the tweet ends as, or None if none replaces it."""
+    best: TaggedTweet | None = None
+    for rec in recs:
+        if replaces(_revision(rec), current):
+            best, current = rec, _revision(rec)
+    return best
+
+
 def write_batch(conn: Connection, records: Sequence[TaggedTweet]) -> WriteResult:
     """The batch write inside a caller's transaction (``MentionWriter.write`` opens one)."""
-    # Within a batch the last record of a tweet wins, as if the records were written one by one;
-    # mentions of the earlier versions are still stored below, they just never become current.
-    latest: dict[str, TaggedTweet] = {}
+    by_id: dict[str, list[TaggedTweet]] = {}
     for rec in records:
-        latest.pop(rec.id, None)
-        latest[rec.id] = rec
-    ids = sorted(latest)
+        by_id.setdefault(rec.id, []).append(rec)
+    ids = sorted(by_id)
     result = WriteResult()
 
     # Sorted ids: two writers with overlapping batches take row locks in the same order.
+    first_winner = {i: _winner(None, by_id[i]) for i in ids}
     inserted_ids = set(conn.execute(
         pg_insert(TweetRow).on_conflict_do_nothing(index_elements=["id"])
         .returning(TweetRow.id, sort_by_parameter_order=False),
-        [_tweet_row(latest[i]) for i in ids]).scalars())
+        [_tweet_row(first_winner[i]) for i in ids]).scalars())
     existing = [i for i in ids if i not in inserted_ids]
-    stored: dict[str, tuple[str, datetime]] = {}
+    stored: dict[str, tuple[Revision, datetime]] = {}
     if existing:
-        stored = {r.id: (r.model_version, r.created_at) for r in conn.execute(
-            select(TweetRow.id, TweetRow.model_version, TweetRow.created_at)
-            .where(TweetRow.id.in_(existing)).order_by(TweetRow.id).with_for_update())}
+        stored = {r.id: (Revision(r.text, r.ingested_at or _NEVER, r.model_version), r.created_at)
+                  for r in conn.execute(
+                      select(TweetRow.id, TweetRow.text, TweetRow.ingested_at,
+                             TweetRow.model_version, TweetRow.created_at)
+                      .where(TweetRow.id.in_(existing)).order_by(TweetRow.id).with_for_update())}
 
+    final: dict[str, TaggedTweet] = {i: first_winner[i] for i in inserted_ids}
     # (tweet, version) pairs whose mentions leave / enter the trend counts, with the bucket time.
     leaving: dict[tuple[str, str], datetime] = {}
     entering: dict[tuple[str, str], datetime] = {}
-    replaced: list[dict] = []
+    switched: list[dict] = []
+    corrected: list[str] = []
     for tid in ids:
-        rec = latest[tid]
         if tid in inserted_ids:
             result.tweets_inserted += 1
-            entering[(tid, rec.model_version)] = rec.created_at
+            entering[(tid, final[tid].model_version)] = final[tid].created_at
             continue
-        old_version, created_at = stored[tid]
-        if old_version == rec.model_version:
+        current, created_at = stored[tid]
+        rec = _winner(current, by_id[tid])
+        if rec is None:
             result.tweets_unchanged += 1
             continue
+        final[tid] = rec
         result.tweets_replaced += 1
-        # created_at is the tweet's, not the model's: buckets stay where they were.
-        leaving[(tid, old_version)] = created_at
-        entering[(tid, rec.model_version)] = created_at
-        replaced.append(dict(b_id=tid, b_version=rec.model_version, b_name=rec.model_name,
-                             b_tagged_at=rec.tagged_at))
+        leaving[(tid, current.model_version)] = created_at
+        if rec.text == current.text:
+            # created_at is the tweet's, not the model's: buckets stay where they were.
+            entering[(tid, rec.model_version)] = created_at
+            switched.append(dict(b_id=tid, b_version=rec.model_version, b_name=rec.model_name,
+                                 b_tagged_at=rec.tagged_at))
+        else:
+            entering[(tid, rec.model_version)] = rec.created_at
+            corrected.append(tid)
 
-    mention_rows = [row for rec in records for row in _mention_rows(rec)]
+    counts: Counter[tuple[datetime, str, str]] = Counter()
+    if corrected:
+        # The old text's mentions (every version) describe a text that no longer exists: their
+        # trend contributions leave now, before the rows go.
+        gone = [k for k in leaving if k[0] in corrected]
+        _count_stored_mentions(conn, gone, leaving, counts, -1)
+        conn.execute(delete(MentionRow).where(MentionRow.tweet_id.in_(corrected)))
+        conn.execute(
+            TweetRow.__table__.update().where(TweetRow.id == bindparam("b_id"))
+            .values(text=bindparam("b_text"), created_at=bindparam("b_created_at"),
+                    user_name=bindparam("b_user"), lang=bindparam("b_lang"),
+                    ingested_at=bindparam("b_ingested_at"), tagged_at=bindparam("b_tagged_at"),
+                    model_name=bindparam("b_name"), model_version=bindparam("b_version")),
+            [_correction_params(final[t]) for t in corrected])
+
+    # Only records with the tweet's final text have mentions worth keeping; other versions of
+    # that text are stored without becoming current (a retag can switch back to them).
+    mention_rows = [row for tid, rec in ((t, r) for t in final for r in by_id[t])
+                    if rec.text == final[tid].text for row in _mention_rows(rec)]
     new_mentions: list[tuple[str, str, str, str]] = []
     if mention_rows:
         new_mentions = [tuple(r) for r in conn.execute(
@@ -151,38 +216,47 @@ def write_batch(conn: Connection, records: Sequence[TaggedTweet]) -> WriteResult
             mention_rows)]
     result.mentions_inserted = len(new_mentions)
 
-    if replaced:
+    if switched:
         conn.execute(
             TweetRow.__table__.update()
             .where(TweetRow.id == bindparam("b_id"))
             .values(model_version=bindparam("b_version"), model_name=bindparam("b_name"),
                     tagged_at=bindparam("b_tagged_at")),
-            replaced)
+            switched)
 
-    counts: Counter[tuple[datetime, str, str]] = Counter()
-    # A brand-new tweet's entering mentions are exactly the rows this batch inserted for it.
-    fresh = {k for k in entering if k[0] in inserted_ids}
+    # A new or corrected tweet's entering mentions are exactly the rows this batch inserted.
+    fresh = {k for k in entering if k[0] in inserted_ids or k[0] in corrected}
     for tid, version, label, normalized in new_mentions:
         if (tid, version) in fresh and normalized:
             counts[(minute_of(entering[(tid, version)]), label, normalized)] += 1
     # A version switch: the mentions of either version may predate this batch, so read them back.
-    switch_pairs = list(leaving) + [k for k in entering if k not in fresh]
-    if switch_pairs:
-        for tid, version, label, normalized in conn.execute(
-                select(MentionRow.tweet_id, MentionRow.model_version, MentionRow.label,
-                       MentionRow.normalized)
-                .where(tuple_(MentionRow.tweet_id, MentionRow.model_version).in_(switch_pairs))):
-            if not normalized:
-                continue
-            if (tid, version) in leaving:
-                counts[(minute_of(leaving[(tid, version)]), label, normalized)] -= 1
-            else:
-                counts[(minute_of(entering[(tid, version)]), label, normalized)] += 1
+    _count_stored_mentions(conn, [k for k in leaving if k[0] not in corrected], leaving, counts, -1)
+    _count_stored_mentions(conn, [k for k in entering if k not in fresh], entering, counts, +1)
 
     result.deltas = sorted(BucketDelta(b, lab, ent, n) for (b, lab, ent), n in counts.items() if n)
     if result.deltas:
         _apply_bucket_deltas(conn, result.deltas)
     return result
+
+
+def _correction_params(rec: TaggedTweet) -> dict:
+    return dict(b_id=rec.id, b_text=rec.text, b_created_at=rec.created_at, b_user=rec.user,
+                b_lang=rec.lang, b_ingested_at=rec.ingested_at, b_tagged_at=rec.tagged_at,
+                b_name=rec.model_name, b_version=rec.model_version)
+
+
+def _count_stored_mentions(conn: Connection, pairs: list[tuple[str, str]],
+                           bucket_of: dict[tuple[str, str], datetime],
+                           counts: Counter[tuple[datetime, str, str]], sign: int) -> None:
+    """Adds ``sign`` per stored mention of each (tweet, version) pair to its bucket's count."""
+    if not pairs:
+        return
+    for tid, version, label, normalized in conn.execute(
+            select(MentionRow.tweet_id, MentionRow.model_version, MentionRow.label,
+                   MentionRow.normalized)
+            .where(tuple_(MentionRow.tweet_id, MentionRow.model_version).in_(pairs))):
+        if normalized:
+            counts[(minute_of(bucket_of[(tid, version)]), label, normalized)] += sign
 
 
 def _apply_bucket_deltas(conn: Connection, deltas: Iterable[BucketDelta]) -> None:
