@@ -11,8 +11,12 @@ from sqlalchemy.exc import OperationalError
 from contracts.decoding import decode_records
 from contracts.messages import TaggedTweet
 from sink.delivery import is_record_error, write_with_fallback
+from sink.consumer import SinkService
 from sink.store import TrendStore
 from tests.sink.streams import ago, tagged
+from tests.sink.test_consumer import _committed, _dead_letters, _end_offsets, _produce, topics
+
+__all__ = ["topics"]  # the fixture, shared with test_consumer
 
 
 @dataclass(frozen=True)
@@ -74,3 +78,18 @@ def test_connection_errors_are_outages():
     lost = OperationalError("SELECT 1", {}, Exception("could not connect to server"))
     assert not is_record_error(lost)
     assert is_record_error(ValueError("A string literal cannot contain NUL (0x00) characters."))
+
+
+def test_a_stream_opening_with_poison_stores_every_clean_tweet(engine, topics, now, redis_client):
+    clean = [tagged(f"c{i}", ago(now, i % 5), [("Paris", "location")]) for i in range(40)]
+    _produce(topics, POISON + [_wire(t) for t in clean])
+
+    stats = SinkService(topics).run(idle_exit_s=2.0)
+
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM tweets")).scalar() == 40
+        assert conn.execute(text("SELECT sum(count) FROM trend_minute")).scalar() == 40
+    assert stats.dead_letters == len(POISON)
+    dead = _dead_letters(topics)
+    assert len(dead) == len(POISON) and all(d["reason"] for d in dead)
+    assert _committed(topics) == {p: off for p, off in _end_offsets(topics).items() if off > 0}
