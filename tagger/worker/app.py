@@ -27,11 +27,14 @@ from typing import Any
 import faust
 
 from tagger.tagging import TextTagger
-from tagger.worker.agent import AgentMetrics, BatchTagger, InputRecord
+from tagger.worker.agent import AgentMetrics, BatchTagger, InputRecord, TopicWatch
 from tagger.worker.settings import AgentSettings
 from tagger.worker.transport import TaggerApp
 
 log = logging.getLogger(__name__)
+
+# How often the broker's partition counts are compared with the worker's (a metadata request).
+TOPIC_WATCH_INTERVAL_S = 10.0
 
 
 def create_app(settings: AgentSettings, model: TextTagger) -> faust.App:
@@ -39,10 +42,26 @@ def create_app(settings: AgentSettings, model: TextTagger) -> faust.App:
     app = _faust_app(settings)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagger-model")
     metrics = AgentMetrics()
+    watch = TopicWatch(settings.kafka_bootstrap, {settings.topics.tweets: settings.topics.partitions,
+                                                  settings.topics.tagged: settings.topics.partitions})
     app.tweetner_executor = executor  # type: ignore[attr-defined]
-    _add_agent(app, settings, BatchTagger(model, executor), metrics)
-    _add_pages(app, settings, model, metrics)
+    app.tweetner_topic_watch = watch  # type: ignore[attr-defined]
+    _add_agent(app, settings, BatchTagger(model, executor), metrics, watch)
+    _add_topic_watch(app, watch)
+    _add_pages(app, settings, model, metrics, watch)
     return app
+
+
+def _add_topic_watch(app: faust.App, watch: TopicWatch) -> None:
+    @app.timer(interval=TOPIC_WATCH_INTERVAL_S)
+    async def watch_topics() -> None:
+        before = watch.problem
+        problem = await asyncio.get_running_loop().run_in_executor(None, watch.check)
+        if problem and problem != before:
+            log.critical("tagger cannot make progress: %s (restart it after fixing the topics "
+                         "or TOPIC_PARTITIONS)", problem)
+        elif before and not problem:
+            log.warning("topics match again; resuming")
 
 
 def _faust_app(s: AgentSettings) -> faust.App:
@@ -108,7 +127,8 @@ class _OutputSender:
                 delay = min(delay * 2, 10.0)
 
 
-def _add_agent(app: faust.App, s: AgentSettings, batch_tagger: BatchTagger, metrics: AgentMetrics) -> None:
+def _add_agent(app: faust.App, s: AgentSettings, batch_tagger: BatchTagger, metrics: AgentMetrics,
+               watch: TopicWatch) -> None:
     tweets = app.topic(s.topics.tweets, value_serializer="raw", key_serializer="raw",
                        partitions=s.topics.partitions)
     tagged = app.topic(s.topics.tagged, value_serializer="raw", key_serializer="raw",
@@ -120,6 +140,10 @@ def _add_agent(app: faust.App, s: AgentSettings, batch_tagger: BatchTagger, metr
     @app.agent(tweets, name="tag_tweets")
     async def tag_tweets(stream: faust.StreamT) -> None:
         async for events in stream.noack_take(s.batch_size, within=s.batch_within_s):
+            # Sending with a stale partition count would lose tweets while counting them as
+            # done: hold the batch, unacked, until the topics match (health says why).
+            while watch.problem:
+                await asyncio.sleep(1.0)
             started = time.perf_counter()
             records = [InputRecord(e.message.value, e.message.topic, e.message.partition,
                                    e.message.offset) for e in events]
@@ -165,7 +189,8 @@ def _consumer_lag(app: faust.App, topic: str, metrics: AgentMetrics) -> dict[str
     return lag
 
 
-def _add_pages(app: faust.App, s: AgentSettings, model: TextTagger, metrics: AgentMetrics) -> None:
+def _add_pages(app: faust.App, s: AgentSettings, model: TextTagger, metrics: AgentMetrics,
+               watch: TopicWatch) -> None:
     @app.page("/metrics/")
     async def metrics_view(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
         data = metrics.snapshot(_consumer_lag(app, s.topics.tweets, metrics))
@@ -180,8 +205,9 @@ def _add_pages(app: faust.App, s: AgentSettings, model: TextTagger, metrics: Age
                               if tp.topic == s.topics.tweets)
         except Exception:  # noqa: BLE001
             assigned = []
-        ok = app.started and not app.should_stop
-        return web.json({"status": "ok" if ok else "starting", "pid": os.getpid(),
+        ok = app.started and not app.should_stop and not watch.problem
+        status = "unhealthy" if watch.problem else "ok" if ok else "starting"
+        return web.json({"status": status, "reason": watch.problem, "pid": os.getpid(),
                          "model_name": model.model_name, "model_version": model.model_version,
                          "assigned_partitions": assigned,
                          "tweets_total": metrics.tweets_total},
@@ -199,4 +225,5 @@ def run_worker(settings: AgentSettings, model: TextTagger, *, loglevel: str = "i
         return int(exc.code or 0)
     finally:
         app.tweetner_executor.shutdown(wait=False, cancel_futures=True)  # type: ignore[attr-defined]
+        app.tweetner_topic_watch.close()  # type: ignore[attr-defined]
     return 0
