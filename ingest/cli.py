@@ -59,6 +59,11 @@ def run_ingest(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
 
     service = IngestService(settings)
+    if not _answers(settings.kafka_bootstrap):
+        print(f"tweetner ingest: Kafka at {settings.kafka_bootstrap} is unreachable (nothing "
+              "listens there); start a broker (`tweetner stack`) or set KAFKA_BOOTSTRAP",
+              file=sys.stderr)
+        return 1
     try:
         if not args.no_create_topics:
             ensure_topics(settings.kafka_bootstrap, settings.topics.all(),
@@ -106,6 +111,21 @@ def run_ingest(args: argparse.Namespace) -> int:
     bar.close()
     print(summary.line())
     return 0
+
+
+def _answers(bootstrap: str, timeout_s: float = 3.0) -> bool:
+    """Whether any bootstrap server accepts a TCP connection: a quick check, so that a broker that
+    is not there fails in seconds, not after the clients' 30 s of retries and warnings."""
+    import socket
+
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout_s):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
 
 
 def _tick(items: Iterable[T], bar: Any) -> Iterator[T]:

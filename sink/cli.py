@@ -14,12 +14,23 @@ from contracts import durations
 
 log = logging.getLogger(__name__)
 
+
 def parse_duration(value: str) -> timedelta:
     """"15m", "1h", "90s", "2d"; a bare number means minutes."""
     duration = durations.parse_duration(value)
     if duration is None:
         raise argparse.ArgumentTypeError(f"not a duration: {value!r} (try 15m, 1h, 2d)")
     return duration
+
+
+def positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more (got {number})")
+    return number
 
 
 def add_commands(subparsers: Any) -> None:
@@ -45,7 +56,7 @@ def add_commands(subparsers: Any) -> None:
     trends.add_argument("--label", default=None, help="only this entity label (e.g. person)")
     trends.add_argument("--trending", action="store_true",
                         help="rank by how unusual the window is vs the entity's baseline")
-    trends.add_argument("--limit", type=int, default=20)
+    trends.add_argument("--limit", type=positive_int, default=20, help="rows (default 20)")
     trends.add_argument("--json", action="store_true", help="one JSON array, for scripts")
     trends.add_argument("--watch", type=float, default=None, metavar="SECONDS",
                         help="refresh every SECONDS until Ctrl-C")

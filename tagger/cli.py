@@ -81,16 +81,55 @@ def _model_options(p: argparse.ArgumentParser, default_precision: str | None = N
                    "default: fp16 on GPU, bf16 on CPUs with avx512_bf16, else fp32")
 
 
+class UsageProblem(Exception):
+    """A problem with the command's inputs; the message is one line with the fix."""
+
+
+def _check_model(model: str | None) -> None:
+    if model is not None and not (Path(model) / "config.json").is_file():
+        raise UsageProblem(f"{model} is not a span-marker model directory (no config.json); give "
+                           "--model a directory written by `tweetner train`, or leave --model out "
+                           "for the shipped model")
+
+
+def _check_file(path: str, option: str) -> None:
+    if not Path(path).is_file():
+        why = "is a directory" if Path(path).is_dir() else "does not exist"
+        raise UsageProblem(f"{option} {path} {why}; give the path of a file")
+
+
 def _load(args, **kwargs):
     from tagger.inference import NerTagger
 
+    _check_model(args.model)
     return NerTagger.load(args.model, device=args.device, precision=args.precision, **kwargs)
 
 
+def _reported(handler):
+    """Runs a handler; a UsageProblem becomes one line on stderr and exit code 2."""
+    def run(args) -> int:
+        try:
+            return handler(args)
+        except UsageProblem as exc:
+            print(f"tweetner {args.command}: {exc}", file=sys.stderr)
+            return 2
+    run.__name__ = handler.__name__
+    return run
+
+
+def _progress(total: int | None, unit: str):
+    """A progress bar on stderr when it is a terminal (none when piped or in logs)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=unit, file=sys.stderr, disable=None, leave=False)
+
+
+@_reported
 def _predict(args) -> int:
     if (args.text is None) == (args.input is None):
-        print("give either TEXT or --input FILE", file=sys.stderr)
-        return 2
+        raise UsageProblem("give either TEXT or --input FILE")
+    if args.input not in (None, "-"):
+        _check_file(args.input, "--input")
     tagger = _load(args)
     if args.text is not None:
         lines = [args.text]
@@ -99,6 +138,7 @@ def _predict(args) -> int:
         fh = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8", errors="replace")
         source = (line.rstrip("\n") for line in fh)
     batch: list[str] = []
+    bar = _progress(None, " lines") if args.input is not None else None
 
     def flush() -> None:
         if args.pretokenized:
@@ -108,6 +148,8 @@ def _predict(args) -> int:
             found = tagger.predict(batch)
         for line, entities in zip(batch, found):
             print(json.dumps({"text": line, "entities": [e.to_dict() for e in entities]}, ensure_ascii=False))
+        if bar is not None:
+            bar.update(len(batch))
         batch.clear()
 
     for line in source:
@@ -116,18 +158,52 @@ def _predict(args) -> int:
             flush()
     if batch:
         flush()
+    if bar is not None:
+        bar.close()
     return 0
 
 
-def _evaluate(args) -> int:
+# Skipped lines shown one by one before the rest are only counted.
+_PROBLEMS_SHOWN = 5
+
+
+def _read_evaluation_data(path: str) -> list:
+    """The file's sentences, refusing a file that holds none (it is not CoNLL)."""
     from tagger.conll import read_conll
+
+    _check_file(path, "--data")
+    sentences, problems = read_conll(path)
+    for problem in problems[:_PROBLEMS_SHOWN]:
+        print(f"warning: skipped {problem}", file=sys.stderr)
+    if len(problems) > _PROBLEMS_SHOWN:
+        print(f"warning: skipped {len(problems) - _PROBLEMS_SHOWN} more lines", file=sys.stderr)
+    if not sentences:
+        raise UsageProblem(f"{path} holds no CoNLL sentences ({len(problems)} lines skipped); "
+                           "give a file of 'token<TAB>tag' lines (IOB2, IOB1 or BIOES tags) "
+                           "with a blank line between tweets")
+    return sentences
+
+
+def _warn_unknown_labels(sentences: list, model_labels: list[str]) -> None:
+    from tagger.conll import labels_in
+
+    unknown = sorted(set(labels_in(sentences)) - set(model_labels))
+    if unknown:
+        print(f"warning: the model cannot produce {', '.join(unknown)} (its labels: "
+              f"{', '.join(model_labels)}); those gold entities all count as misses",
+              file=sys.stderr)
+
+
+@_reported
+def _evaluate(args) -> int:
     from tagger.evaluation import evaluate
 
-    sentences, problems = read_conll(args.data)
-    for problem in problems:
-        print(f"warning: skipped {problem}", file=sys.stderr)
+    sentences = _read_evaluation_data(args.data)
     tagger = _load(args)
-    result = evaluate(tagger, sentences)
+    _warn_unknown_labels(sentences, tagger.labels)
+    bar = _progress(len(sentences), " tweets")
+    result = evaluate(tagger, sentences, progress=bar.update)
+    bar.close()
     report = result.to_dict()
     report.update({"model": tagger.model_name, "model_version": tagger.model_version,
                    "inference_precision": tagger.precision, "device": str(tagger.device), "data": args.data})
@@ -145,8 +221,16 @@ def _evaluate(args) -> int:
     return 0
 
 
+@_reported
 def _train(args) -> int:
     from tagger.trainer import TrainingArgs, train
+
+    for path in args.train:
+        _check_file(path, "--train")
+    if args.dev:
+        _check_file(args.dev, "--dev")
+    if args.init_model:
+        _check_model(args.init_model)
 
     targs = TrainingArgs(
         train=args.train, dev=args.dev, output=args.output, encoder=args.encoder, device=args.device,
@@ -167,7 +251,10 @@ def _train(args) -> int:
     return 0
 
 
+@_reported
 def _bench(args) -> int:
     from tagger.bench import run_bench
+
+    _check_model(args.model)
 
     return run_bench(args)

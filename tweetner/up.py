@@ -140,6 +140,10 @@ def run_up(args: argparse.Namespace) -> int:
     env = stack.env()
     for key, value in env.items():
         print(f"  {key}={value}")
+    if stack.postgres.embedded:
+        where = "" if str(stack.state_dir) == ".state" else f"TWEETNER_STATE_DIR={stack.state_dir} "
+        print(f"  the data stays in {stack.state_dir}/: query it afterwards with "
+              f"`{where}tweetner trends` (no DATABASE_URL), or serve it with `{where}tweetner stack`")
     log_dir = Path(stack.state_dir) / "logs"
     procs = PipelineProcesses(env, log_dir, workers=args.workers,
                               extra_env={"SINK_FLUSH_INTERVAL_S": "0.5"})
