@@ -24,6 +24,9 @@ from sink.writer import WriteResult
 
 log = logging.getLogger(__name__)
 
+# Consecutive failed attempts on one batch after which the sink says it cannot make progress.
+STUCK_AFTER_FAILURES = 3
+
 
 @dataclass
 class SinkStats:
@@ -59,6 +62,10 @@ class SinkService:
         self._store = store
         self._consumer: Any = None
         self._dead_letters: DeadLetterProducer | None = None
+        # Failures in a row on the batch in hand, and where that batch starts (for health).
+        self._failures_in_a_row = 0
+        self._stuck_reason: str | None = None
+        self._batch_start = ""
 
     # lifecycle ----------------------------------------------------------------------------
     def start(self, idle_exit_s: float | None = None) -> threading.Thread:
@@ -74,6 +81,12 @@ class SinkService:
         if (join_timeout_s is not None and thread is not None
                 and thread is not threading.current_thread()):
             thread.join(join_timeout_s)
+
+    def health(self) -> dict[str, Any]:
+        """``ok``, or ``unhealthy`` with one line saying why no batch is getting stored."""
+        if self._stuck_reason is not None:
+            return {"status": "unhealthy", "reason": self._stuck_reason}
+        return {"status": "ok", "reason": None}
 
     @property
     def store(self) -> TrendStore:
@@ -164,6 +177,8 @@ class SinkService:
     def _flush(self, batch: Sequence[Any]) -> None:
         from kafka.errors import KafkaError
 
+        first = batch[0]
+        self._batch_start = f"{first.topic}/{first.partition}@{first.offset}"
         good, dead = decode_records(batch, TaggedTweet, "sink")
         producer = self._dead_letters
         assert producer is not None, "_flush runs after _connect"
@@ -176,6 +191,7 @@ class SinkService:
         # The batch's offsets wait for its dead letters: a lost one must not be committed past.
         outage.run(lambda: producer.send(letters), (KafkaError,), "dead-letter produce",
                    self._stop)
+        self._failures_in_a_row, self._stuck_reason = 0, None
         self.stats.dead_letters += len(letters)
         self.stats.records += len(batch)
         self.stats.batches += 1
@@ -187,4 +203,13 @@ class SinkService:
             self.stats.commit_failures += 1
 
     def _count_write_failure(self, exc: BaseException) -> None:
+        from sink.delivery import describe
+
         self.stats.write_failures += 1
+        self._failures_in_a_row += 1
+        if self._failures_in_a_row >= STUCK_AFTER_FAILURES:
+            reason = (f"PostgreSQL write failed {self._failures_in_a_row} times in a row at "
+                      f"{self._batch_start}: {describe(exc)}")
+            if self._stuck_reason is None:
+                log.critical("sink cannot make progress: %s", reason)
+            self._stuck_reason = reason
