@@ -36,3 +36,49 @@ def test_up_with_limit_stores_and_stops(tiny_model_dir: Path, tmp_path: Path) ->
             if key in line:
                 port = int(line.rsplit(":", 1)[1].split("/")[0])
                 assert not port_open("127.0.0.1", port)
+
+
+@pytest.mark.timeout(300)
+def test_trends_after_up_finds_the_embedded_database(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """`up` stops its servers, but its data stays: `trends` with no variable set reads it."""
+    import json
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("KAFKA_BOOTSTRAP", "DATABASE_URL", "REDIS_URL", "DATABASE_SCHEMA",
+                        "TWEETNER_STATE_DIR")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    up_env = dict(env, TAGGER_MODEL_DIR=str(tiny_model_dir), TAGGER_DEVICE="cpu",
+                  TAGGER_TORCH_THREADS="1", TAGGER_BATCH_SIZE="32", TAGGER_SESSION_TIMEOUT_S="6")
+    # Both run in the same directory with the default state dir (.state), as a user would.
+    up = subprocess.run([sys.executable, "-m", "tweetner.cli", "up", "--limit", "60",
+                         "--refresh", "5"], env=up_env, capture_output=True, timeout=220,
+                        cwd=tmp_path)
+    assert up.returncode == 0, up.stdout.decode()[-3000:] + up.stderr.decode()[-3000:]
+    assert "query it afterwards with `tweetner trends`" in up.stdout.decode()
+    state_file = tmp_path / ".state" / "stack.json"
+    assert state_file.stat().st_mode & 0o077 == 0  # it holds the database password
+
+    trends = subprocess.run([sys.executable, "-m", "tweetner.cli", "trends", "--json",
+                             "--window", "2d", "--limit", "50"],
+                            env=env, capture_output=True, timeout=120, cwd=tmp_path)
+    assert trends.returncode == 0, trends.stderr.decode()[-3000:]
+    rows = json.loads(trends.stdout.decode().strip().splitlines()[-1])
+    assert rows and all(r["count"] > 0 for r in rows)
+
+    # The same entities as the database holds, read straight from it.
+    from sqlalchemy import create_engine, text
+
+    from sink.db import engine_url
+    from tweetner.stack import embedded_postgres
+
+    pg = embedded_postgres(tmp_path / ".state")
+    pg.start()
+    try:
+        engine = create_engine(engine_url(pg.url))
+        with engine.connect() as conn:
+            stored = {(e, label) for e, label in conn.execute(
+                text("SELECT DISTINCT normalized, label FROM current_mentions"))}
+        engine.dispose()
+    finally:
+        pg.stop()
+    assert {(r["entity"], r["label"]) for r in rows} <= stored
