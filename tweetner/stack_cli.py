@@ -12,6 +12,10 @@ def _quiet_clients() -> None:
     from contracts.logs import quiet_clients
 
     quiet_clients()
+    # kafka-python warns when one of its own event-loop tasks runs over 100 ms, which a busy
+    # 2-core machine makes routine; it is not something a user can act on.
+    if logging.getLogger().level > logging.DEBUG:
+        logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -115,6 +119,8 @@ def run_stack(args: argparse.Namespace) -> int:
     try:
         for key, value in stack.env().items():
             print(f"export {key}={value}")
+        print(f"# also in {stack.state_dir}/stack.json (mode 0600); `tweetner trends`, `sink` and "
+              "`replay` run here find it without these variables")
         print("# stack running; Ctrl-C stops it", flush=True)
         stop.wait()
     finally:
