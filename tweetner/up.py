@@ -15,6 +15,49 @@ from tweetner.stack import log_tail
 log = logging.getLogger(__name__)
 
 
+class _RunProbe:
+    """A StoredProbe that tells the tweets this run stored from those an earlier run had stored
+    (same ids: the writer leaves them as they were, so their ``stored_at`` predates the run)."""
+
+    def __init__(self, database_url: str, schema: str) -> None:
+        from sqlalchemy import text
+
+        from tweetner.runner import StoredProbe
+
+        self._probe = StoredProbe(database_url, schema)
+        with self._probe.engine.connect() as conn:
+            self.since = conn.execute(text("SELECT now()")).scalar()
+        self.skipped = 0
+
+    def __getattr__(self, name: str):
+        return getattr(self._probe, name)
+
+    def poll(self) -> int:
+        """Stored by this run so far; ``skipped`` counts those found stored before it."""
+        from sqlalchemy import text
+
+        before = self._probe.stored
+        self._probe.poll()
+        if self._probe.stored > before:
+            with self._probe.engine.connect() as conn:
+                self.skipped = conn.execute(text(
+                    "SELECT count(*) FROM tweets WHERE id = ANY(:ids) AND stored_at < :since"),
+                    {"ids": list(self._probe._expected - self._probe._pending),
+                     "since": self.since}).scalar() or 0
+        return self._probe.stored - self.skipped
+
+    def expect(self, ids) -> None:
+        self._probe.expect(ids)
+
+    @property
+    def pending(self) -> int:
+        return self._probe.pending
+
+
+def _skipped_note(probe: "_RunProbe") -> str:
+    return f" ({probe.skipped} already stored by an earlier run: skipped)" if probe.skipped else ""
+
+
 def _drain(probe, produced_ids: list[str], procs, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     try:
@@ -108,14 +151,14 @@ def _watch(args: argparse.Namespace, procs, probe, feeder: _Feeder, stop: thread
         tagged_dead = sum(m.get("dead_letters_total", 0) for m in metrics)
         # Done when every produced tweet is stored (or was dead-lettered by the tagger).
         finished = (feeder.done.is_set() and probe.pending <= tagged_dead) or (
-            args.limit is not None and stored >= args.limit)
+            args.limit is not None and stored + probe.skipped >= args.limit)
         if time.monotonic() - last_print >= args.refresh or finished:
             last_print = time.monotonic()
             rate = sum(m.get("tweets_per_second", 0.0) for m in metrics)
             lag = sum(m.get("consumer_lag_total", 0) for m in metrics)
             s = feeder.ingest.summary
             print(f"\n[{time.monotonic() - started:6.1f}s] produced {s.produced}  "
-                  f"rejected {s.rejected}  stored {stored}  tagger {rate:.0f} tweets/s  "
+                  f"rejected {s.rejected}  stored {stored}{_skipped_note(probe)}  tagger {rate:.0f} tweets/s  "
                   f"lag {lag}  tagger dead letters {tagged_dead}")
             print(format_table(probe.top(args.top)), flush=True)
         if args.limit is not None and finished:
@@ -125,7 +168,7 @@ def _watch(args: argparse.Namespace, procs, probe, feeder: _Feeder, stop: thread
 
 def run_up(args: argparse.Namespace) -> int:
     from ingest.service import BrokerUnavailable
-    from tweetner.runner import PipelineProcesses, StoredProbe
+    from tweetner.runner import PipelineProcesses
     from tweetner.stack import Stack, StackError
 
     stop = threading.Event()
@@ -147,7 +190,7 @@ def run_up(args: argparse.Namespace) -> int:
     log_dir = Path(stack.state_dir) / "logs"
     procs = PipelineProcesses(env, log_dir, workers=args.workers,
                               extra_env={"SINK_FLUSH_INTERVAL_S": "0.5"})
-    probe = StoredProbe(env["DATABASE_URL"], env["DATABASE_SCHEMA"])
+    probe = _RunProbe(env["DATABASE_URL"], env["DATABASE_SCHEMA"])
     feeder = _Feeder(args, env["KAFKA_BOOTSTRAP"], stop)
     started = time.monotonic()
     code = 0
@@ -184,6 +227,6 @@ def _summary(probe, feeder: _Feeder, started: float, top: int) -> None:
     elapsed = time.monotonic() - started
     s = feeder.ingest.summary
     print(f"summary: produced {s.produced}, rejected at ingest {s.rejected}, stored "
-          f"{stored} tweets in {elapsed:.1f}s ({stored / elapsed if elapsed else 0:.1f} "
-          f"tweets/s); top entities:")
+          f"{stored} tweets{_skipped_note(probe)} in {elapsed:.1f}s "
+          f"({stored / elapsed if elapsed else 0:.1f} tweets/s); top entities:")
     print(format_table(probe.top(top)))

@@ -82,3 +82,29 @@ def test_trends_after_up_finds_the_embedded_database(tiny_model_dir: Path, tmp_p
     finally:
         pg.stop()
     assert {(r["entity"], r["label"]) for r in rows} <= stored
+
+
+@pytest.mark.timeout(400)
+def test_second_up_over_the_same_input_says_what_it_skipped(tiny_model_dir: Path,
+                                                             tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("KAFKA_BOOTSTRAP", "DATABASE_URL", "REDIS_URL", "DATABASE_SCHEMA")}
+    env.update({"PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p),
+                "TAGGER_MODEL_DIR": str(tiny_model_dir), "TAGGER_DEVICE": "cpu",
+                "TAGGER_TORCH_THREADS": "1", "TAGGER_BATCH_SIZE": "32",
+                "TAGGER_SESSION_TIMEOUT_S": "6"})
+    tweets = tmp_path / "tweets.txt"
+    tweets.write_text("".join(f"Tweet number {i} about Paris and Barack Obama\n" for i in range(30)))
+
+    def up() -> str:
+        proc = subprocess.run([sys.executable, "-m", "tweetner.cli", "up", "--input", str(tweets),
+                               "--limit", "30", "--state-dir", str(tmp_path / "state"),
+                               "--refresh", "5"], env=env, capture_output=True, timeout=180)
+        out = proc.stdout.decode()
+        assert proc.returncode == 0, out[-3000:] + proc.stderr.decode()[-3000:]
+        return out
+
+    first = up()
+    assert "stored 30 tweets in" in first
+    second = up()
+    assert "stored 0 tweets (30 already stored by an earlier run: skipped)" in second
