@@ -15,9 +15,9 @@ from typing import Any, Sequence
 from sqlalchemy.exc import DBAPIError
 
 from contracts.decoding import decode_records
-from contracts.messages import TaggedTweet
+from contracts.messages import TaggedTweet, record_source
 from sink.delivery import (Backoff, DeadLetterProducer, Stopped, close_clients, commit_offsets,
-                           next_offsets, write_with_fallback)
+                           describe, next_offsets, write_with_fallback)
 from sink.settings import SinkSettings
 from sink.store import TrendStore, store_for
 from sink.writer import WriteResult
@@ -177,8 +177,7 @@ class SinkService:
     def _flush(self, batch: Sequence[Any]) -> None:
         from kafka.errors import KafkaError
 
-        first = batch[0]
-        self._batch_start = f"{first.topic}/{first.partition}@{first.offset}"
+        self._batch_start = record_source(batch[0])
         good, dead = decode_records(batch, TaggedTweet, "sink")
         producer = self._dead_letters
         assert producer is not None, "_flush runs after _connect"
@@ -203,8 +202,6 @@ class SinkService:
             self.stats.commit_failures += 1
 
     def _count_write_failure(self, exc: BaseException) -> None:
-        from sink.delivery import describe
-
         self.stats.write_failures += 1
         self._failures_in_a_row += 1
         if self._failures_in_a_row >= STUCK_AFTER_FAILURES:

@@ -165,7 +165,7 @@ def write_batch(conn: Connection, records: Sequence[TaggedTweet]) -> WriteResult
     leaving: dict[tuple[str, str], datetime] = {}
     entering: dict[tuple[str, str], datetime] = {}
     switched: list[dict] = []
-    corrected: list[str] = []
+    corrected: set[str] = set()
     for tid in ids:
         if tid in inserted_ids:
             result.tweets_inserted += 1
@@ -186,22 +186,22 @@ def write_batch(conn: Connection, records: Sequence[TaggedTweet]) -> WriteResult
                                  b_tagged_at=rec.tagged_at))
         else:
             entering[(tid, rec.model_version)] = rec.created_at
-            corrected.append(tid)
+            corrected.add(tid)
 
     counts: Counter[tuple[datetime, str, str]] = Counter()
     if corrected:
         # The old text's mentions (every version) describe a text that no longer exists: their
         # trend contributions leave now, before the rows go.
-        gone = [k for k in leaving if k[0] in corrected]
-        _count_stored_mentions(conn, gone, leaving, counts, -1)
-        conn.execute(delete(MentionRow).where(MentionRow.tweet_id.in_(corrected)))
+        _count_stored_mentions(conn, {k: (b, -1) for k, b in leaving.items() if k[0] in corrected},
+                               counts)
+        conn.execute(delete(MentionRow).where(MentionRow.tweet_id.in_(sorted(corrected))))
         conn.execute(
             TweetRow.__table__.update().where(TweetRow.id == bindparam("b_id"))
             .values(text=bindparam("b_text"), created_at=bindparam("b_created_at"),
                     user_name=bindparam("b_user"), lang=bindparam("b_lang"),
                     ingested_at=bindparam("b_ingested_at"), tagged_at=bindparam("b_tagged_at"),
                     model_name=bindparam("b_name"), model_version=bindparam("b_version")),
-            [_correction_params(final[t]) for t in corrected])
+            [_correction_params(final[t]) for t in sorted(corrected)])
 
     # Only records with the tweet's final text have mentions worth keeping; other versions of
     # that text are stored without becoming current (a retag can switch back to them).
@@ -230,8 +230,10 @@ def write_batch(conn: Connection, records: Sequence[TaggedTweet]) -> WriteResult
         if (tid, version) in fresh and normalized:
             counts[(minute_of(entering[(tid, version)]), label, normalized)] += 1
     # A version switch: the mentions of either version may predate this batch, so read them back.
-    _count_stored_mentions(conn, [k for k in leaving if k[0] not in corrected], leaving, counts, -1)
-    _count_stored_mentions(conn, [k for k in entering if k not in fresh], entering, counts, +1)
+    # One read for both sides: leaving and entering pairs of a switch never share a version.
+    switch = {k: (b, -1) for k, b in leaving.items() if k[0] not in corrected}
+    switch.update({k: (b, +1) for k, b in entering.items() if k not in fresh})
+    _count_stored_mentions(conn, switch, counts)
 
     result.deltas = sorted(BucketDelta(b, lab, ent, n) for (b, lab, ent), n in counts.items() if n)
     if result.deltas:
@@ -245,18 +247,19 @@ def _correction_params(rec: TaggedTweet) -> dict:
                 b_name=rec.model_name, b_version=rec.model_version)
 
 
-def _count_stored_mentions(conn: Connection, pairs: list[tuple[str, str]],
-                           bucket_of: dict[tuple[str, str], datetime],
-                           counts: Counter[tuple[datetime, str, str]], sign: int) -> None:
-    """Adds ``sign`` per stored mention of each (tweet, version) pair to its bucket's count."""
+def _count_stored_mentions(conn: Connection, pairs: dict[tuple[str, str], tuple[datetime, int]],
+                           counts: Counter[tuple[datetime, str, str]]) -> None:
+    """For each (tweet, version) pair with its (bucket time, sign), adds the sign per stored
+    mention to that bucket's count, in one query."""
     if not pairs:
         return
     for tid, version, label, normalized in conn.execute(
             select(MentionRow.tweet_id, MentionRow.model_version, MentionRow.label,
                    MentionRow.normalized)
-            .where(tuple_(MentionRow.tweet_id, MentionRow.model_version).in_(pairs))):
+            .where(tuple_(MentionRow.tweet_id, MentionRow.model_version).in_(list(pairs)))):
         if normalized:
-            counts[(minute_of(bucket_of[(tid, version)]), label, normalized)] += sign
+            bucket, sign = pairs[(tid, version)]
+            counts[(minute_of(bucket), label, normalized)] += sign
 
 
 def _apply_bucket_deltas(conn: Connection, deltas: Iterable[BucketDelta]) -> None:
