@@ -254,9 +254,7 @@ class PostgresService:
 
     def _write_private(self, path: Path, text: str) -> None:
         """A file only its owner (the server's user, when we run as root) can read."""
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        write_private(path, text)
         if self._user:
             import pwd
 
@@ -458,12 +456,15 @@ STATE_FILE = "stack.json"
 
 
 def write_state_file(state_dir: str | os.PathLike, env: Mapping[str, str], *, serving: bool) -> None:
-    path = Path(state_dir) / STATE_FILE
     body = {"env": dict(env), "pid": os.getpid() if serving else None}
+    write_private(Path(state_dir) / STATE_FILE, json.dumps(body, indent=2) + "\n")
+
+
+def write_private(path: Path, text: str) -> None:
+    """Writes ``text`` to a file created with mode 0600: it holds a password."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        json.dump(body, fh, indent=2)
-        fh.write("\n")
+        fh.write(text)
 
 
 def read_state_file(state_dir: str | os.PathLike) -> dict:
