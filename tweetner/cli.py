@@ -110,9 +110,12 @@ def _database_failure(exc: BaseException) -> str | None:
 
 
 def _kafka_failure(exc: BaseException) -> str | None:
-    from kafka.errors import NoBrokersAvailable
+    import kafka.errors
 
-    if isinstance(exc, NoBrokersAvailable):
+    # kafka-python 2.x raises NoBrokersAvailable; 3.x dropped it for KafkaConnectionError.
+    unreachable = tuple(getattr(kafka.errors, name) for name in ("NoBrokersAvailable", "KafkaConnectionError")
+                        if hasattr(kafka.errors, name))
+    if isinstance(exc, unreachable):
         where = os.environ.get("KAFKA_BOOTSTRAP") or "127.0.0.1:9092"
         return (f"Kafka at {where} is unreachable; start a broker (`tweetner stack`) or set "
                 "KAFKA_BOOTSTRAP")
