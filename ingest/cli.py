@@ -18,7 +18,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "ingest", help="produce tweets from files/stdin to Kafka (dead letters for bad records)",
         description="Validate tweets from JSON Lines or plain-text files (or stdin) and produce "
                     "them to the tweets topic; rejected records go to the dead-letter topic. "
-                    "Configured by KAFKA_BOOTSTRAP, TWEETS_TOPIC, DEADLETTER_TOPIC, INGEST_*.")
+                    "Configured by KAFKA_BOOTSTRAP, TWEETS_TOPIC, DEADLETTER_TOPIC, INGEST_*; "
+                    "INGEST_HTTP_PORT serves /metrics and /health while it runs.")
     p.add_argument("inputs", nargs="*", default=["-"],
                    help="files or directories ('-' or nothing = stdin)")
     p.add_argument("--format", choices=["auto", "jsonl", "text"], default="auto",
@@ -36,14 +37,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def run_ingest(args: argparse.Namespace) -> int:
-    from kafka.errors import KafkaError
-    from tqdm import tqdm
-
-    from ingest.service import BrokerUnavailable, IngestService
     from contracts.logs import quiet_clients
+    from ingest.metrics import ingest_http_server
+    from ingest.service import IngestService
     from ingest.settings import IngestSettings
-    from ingest.sources import read_sources
-    from contracts.topics import ensure_topics
 
     quiet_clients()
     settings = IngestSettings.from_env()
@@ -59,6 +56,30 @@ def run_ingest(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
 
     service = IngestService(settings)
+    http = ingest_http_server(service)
+    if http is not None:
+        try:
+            http.start()
+        except OSError as exc:
+            print(f"tweetner ingest: cannot serve /metrics and /health on {settings.http_host}:"
+                  f"{settings.http_port} ({exc.strerror or exc}); free that port or set "
+                  "INGEST_HTTP_PORT", file=sys.stderr)
+            return 1
+    try:
+        return _ingest(args, settings, service, stop)
+    finally:
+        if http is not None:
+            http.stop()
+
+
+def _ingest(args: argparse.Namespace, settings: Any, service: Any, stop: threading.Event) -> int:
+    from kafka.errors import KafkaError
+    from tqdm import tqdm
+
+    from contracts.topics import ensure_topics
+    from ingest.service import BrokerUnavailable
+    from ingest.sources import read_sources
+
     if not _answers(settings.kafka_bootstrap):
         print(f"tweetner ingest: Kafka at {settings.kafka_bootstrap} is unreachable (nothing "
               "listens there); start a broker (`tweetner stack`) or set KAFKA_BOOTSTRAP",

@@ -14,6 +14,7 @@ from typing import Callable, Iterable
 
 from pydantic_core import PydanticSerializationError
 
+from ingest.metrics import IngestMetrics
 from ingest.records import Rejection, parse_record
 from ingest.settings import IngestSettings
 from ingest.sources import RawRecord
@@ -91,6 +92,15 @@ class IngestService:
         # When a list, the id of every tweet sent is appended (`up` and the benchmark wait for
         # exactly these to reach PostgreSQL).
         self.produced_ids: list[str] | None = None
+        self.metrics = IngestMetrics(problem=lambda: self.health()["reason"])
+
+    def health(self) -> dict[str, str | None]:
+        """``ok``, or ``unhealthy`` once the broker failed to acknowledge a record."""
+        if self._failure is not None:
+            return {"status": "unhealthy",
+                    "reason": f"Kafka at {self.settings.kafka_bootstrap} did not acknowledge "
+                              f"records: {self._failure}"}
+        return {"status": "ok", "reason": None}
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -149,6 +159,7 @@ class IngestService:
     def send_tweet(self, tweet: Tweet) -> None:
         self._send(self.settings.topics.tweets, tweet.id.encode("utf-8"), _wire(tweet))
         self.summary.produced += 1
+        self.metrics.tweets_out.inc()
         if self.produced_ids is not None:
             self.produced_ids.append(tweet.id)
 
@@ -158,6 +169,7 @@ class IngestService:
         self._send(self.settings.topics.deadletter, raw.position.encode("utf-8"),
                    letter.model_dump_json().encode("utf-8"))
         self.summary.rejected += 1
+        self.metrics.dead_lettered([reason])
         kind = _reason_kind(reason)
         self.summary.reasons[kind] = self.summary.reasons.get(kind, 0) + 1
         log.debug("rejected %s: %s", raw.position, reason)
@@ -189,10 +201,12 @@ class IngestService:
         from kafka.errors import KafkaError
 
         if self._producer is not None:
+            started = time.perf_counter()
             try:
                 self._producer.flush(timeout=self.settings.delivery_timeout_s + 5)
             except KafkaError as exc:
                 self._on_error(exc)
+            self.metrics.batch_latency.observe(time.perf_counter() - started)
         self._check()
 
     def run(self, records: Iterable[RawRecord], *, rate: float | None = None,
@@ -207,6 +221,7 @@ class IngestService:
                 if stop is not None and stop.is_set():
                     break
                 self.summary.read += 1
+                self.metrics.tweets_in.inc()
                 result = parse_record(raw, max_bytes=s.max_record_bytes,
                                       unescape_html=s.unescape_html)
                 if isinstance(result, Rejection):
@@ -234,6 +249,7 @@ class IngestService:
                     break
                 pacer.wait(stop)
                 self.summary.read += 1
+                self.metrics.tweets_in.inc()
                 # ingested_at is the produce time the pipeline latency is measured from.
                 self.send_tweet(tweet.model_copy(update={"ingested_at": utcnow()}))
             self.flush()

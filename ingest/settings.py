@@ -19,3 +19,6 @@ class IngestSettings(StageSettings):
     linger_ms: int = Field(5, validation_alias="INGEST_LINGER_MS", ge=0)
     # --follow polls a growing file this often.
     follow_poll_s: float = Field(0.5, validation_alias="INGEST_FOLLOW_POLL_S", gt=0)
+    # /metrics (Prometheus) and /health (ingest.metrics); unset = no HTTP port, 0 = any free port.
+    http_host: str = Field("127.0.0.1", validation_alias="INGEST_HTTP_HOST")
+    http_port: int | None = Field(None, validation_alias="INGEST_HTTP_PORT", ge=0, le=65535)

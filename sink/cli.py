@@ -38,7 +38,7 @@ def add_commands(subparsers: Any) -> None:
         "sink", help="store tagged tweets in PostgreSQL/Redis (consumer service)",
         description="Without a subcommand: run the sink service (configured by DATABASE_URL, "
                     "DATABASE_SCHEMA, REDIS_URL, REDIS_PREFIX, KAFKA_BOOTSTRAP, TAGGED_TOPIC, "
-                    "DEADLETTER_TOPIC, SINK_GROUP, ...).")
+                    "DEADLETTER_TOPIC, SINK_GROUP, ...); SINK_HTTP_PORT serves /metrics and /health.")
     sink.add_argument("--init-db", action="store_true",
                       help="create/migrate the schema before consuming")
     sink.set_defaults(func=_run_sink)
@@ -106,13 +106,28 @@ def _resync(args: argparse.Namespace) -> int:
 
 def _run_sink(args: argparse.Namespace) -> int:
     from sink.consumer import SinkService
+    from sink.http import sink_http_server
 
     if getattr(args, "init_db", False):
         _init_db(args)
     service = SinkService(_settings())
+    http = sink_http_server(service)
+    if http is not None:
+        try:
+            http.start()
+        except OSError as exc:
+            print(f"tweetner sink: cannot serve /metrics and /health on "
+                  f"{service.settings.http_host}:{service.settings.http_port} ({exc.strerror or exc}); "
+                  "free that port or set SINK_HTTP_PORT", file=sys.stderr)
+            return 1
+        print(f"sink: /metrics and /health on {http.url}", flush=True)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: service.stop())
-    stats = service.run()
+    try:
+        stats = service.run()
+    finally:
+        if http is not None:
+            http.stop()
     log.info("sink stopped: %s", stats)
     return 0
 

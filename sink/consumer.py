@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError
 
 from contracts.decoding import decode_records
 from contracts.messages import TaggedTweet, record_source
+from sink.metrics import SinkMetrics
 from sink.delivery import (Backoff, DeadLetterProducer, Stopped, close_clients, commit_offsets,
                            describe, next_offsets, write_with_fallback)
 from sink.settings import SinkSettings
@@ -66,6 +67,7 @@ class SinkService:
         self._failures_in_a_row = 0
         self._stuck_reason: str | None = None
         self._batch_start = ""
+        self.metrics = SinkMetrics(problem=lambda: self._stuck_reason)
 
     # lifecycle ----------------------------------------------------------------------------
     def start(self, idle_exit_s: float | None = None) -> threading.Thread:
@@ -145,6 +147,7 @@ class SinkService:
                     wait = max(0.0, first_at + self.settings.flush_interval_s - time.monotonic())
                 polled = self._consumer.poll(timeout_ms=int(wait * 1000),
                                              max_records=self.settings.batch_size)
+                self.metrics.polled(self._consumer, polled)
                 for records in polled.values():
                     if records and not self._buffer:
                         first_at = time.monotonic()
@@ -177,6 +180,7 @@ class SinkService:
     def _flush(self, batch: Sequence[Any]) -> None:
         from kafka.errors import KafkaError
 
+        started = time.perf_counter()
         self._batch_start = record_source(batch[0])
         good, dead = decode_records(batch, TaggedTweet, "sink")
         producer = self._dead_letters
@@ -195,7 +199,11 @@ class SinkService:
         self.stats.records += len(batch)
         self.stats.batches += 1
         self.stats.add(written)
-        if commit_offsets(self._consumer, next_offsets(batch)):
+        offsets = next_offsets(batch)
+        committed = commit_offsets(self._consumer, offsets)
+        self.metrics.batch_stored(batch, good, letters, written, time.perf_counter() - started,
+                                  offsets)
+        if committed:
             self.stats.commits += 1
         else:
             # Typically a rebalance: the batch is stored and will be re-read and found unchanged.
@@ -203,6 +211,7 @@ class SinkService:
 
     def _count_write_failure(self, exc: BaseException) -> None:
         self.stats.write_failures += 1
+        self.metrics.write_failures.inc()
         self._failures_in_a_row += 1
         if self._failures_in_a_row >= STUCK_AFTER_FAILURES:
             reason = (f"PostgreSQL write failed {self._failures_in_a_row} times in a row at "

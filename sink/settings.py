@@ -53,3 +53,6 @@ class SinkSettings(StageSettings):
     # kafka-python waits up to 500 ms for a fetch to fill; at tweet rates that is pure latency.
     fetch_max_wait_ms: int = Field(100, validation_alias="SINK_FETCH_MAX_WAIT_MS", ge=0)
     max_poll_interval_ms: int = Field(300000, validation_alias="SINK_MAX_POLL_INTERVAL_MS", gt=0)
+    # /metrics (Prometheus) and /health (sink.http); unset = no HTTP port, 0 = any free port.
+    http_host: str = Field("127.0.0.1", validation_alias="SINK_HTTP_HOST")
+    http_port: int | None = Field(None, validation_alias="SINK_HTTP_PORT", ge=0, le=65535)

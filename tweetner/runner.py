@@ -67,16 +67,25 @@ class Worker(ChildProcess):
     web_port: int = 0
 
     def metrics(self, timeout_s: float = 2.0) -> dict | None:
-        return _get_json(f"http://127.0.0.1:{self.web_port}/metrics/", timeout_s)
+        return _get_json(f"http://127.0.0.1:{self.web_port}/metrics.json", timeout_s)
 
     def health(self, timeout_s: float = 2.0) -> dict | None:
         return _get_json(f"http://127.0.0.1:{self.web_port}/health/", timeout_s)
 
 
 def _get_json(url: str, timeout_s: float) -> dict | None:
+    """The JSON body of ``url``, also when the status is an error (health answers 503 with a
+    body saying why); None when nothing answers."""
+    import urllib.error
+
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 - local URL
             return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            return json.loads(exc.read())
+        except ValueError:
+            return None
     except (OSError, ValueError):
         return None
 
@@ -94,7 +103,10 @@ class PipelineProcesses:
         self.log_dir = log_dir
         self._spawned = 0
         self.workers: list[Worker] = [self._worker() for _ in range(workers)]
-        self.sink = ChildProcess("sink", ["sink"], dict(self.env), log_dir / "sink.log") if sink else None
+        # The sink serves /metrics and /health on a port of its own (sink.http).
+        self.sink_port = free_port()
+        self.sink = ChildProcess("sink", ["sink"], dict(self.env, SINK_HTTP_PORT=str(self.sink_port)),
+                                 log_dir / "sink.log") if sink else None
 
     def _worker(self) -> Worker:
         i, self._spawned = self._spawned, self._spawned + 1
@@ -149,6 +161,15 @@ class PipelineProcesses:
                 raise TimeoutError(f"tagger workers not ready after {timeout_s:.0f}s")
             if pending:
                 time.sleep(0.5)
+
+    def sink_health(self, timeout_s: float = 1.0) -> dict | None:
+        """The sink's /health answer (its body also on 503), None while it does not answer."""
+        if self.sink is None or not self.sink.alive:
+            return None
+        return _get_json(f"http://127.0.0.1:{self.sink_port}/health", timeout_s)
+
+    def worker_health(self, timeout_s: float = 1.0) -> list[dict | None]:
+        return [w.health(timeout_s) if w.alive else None for w in self.workers]
 
     def tagger_metrics(self) -> list[dict]:
         return [m for m in (w.metrics(1.0) for w in self.workers if w.alive) if m]

@@ -25,35 +25,53 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import faust
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from contracts.messages import record_source
 from tagger.tagging import TextTagger
 from tagger.worker.agent import AgentMetrics, BatchTagger, InputRecord, TopicWatch
+from tagger.worker.health import Streaks
+from tagger.worker.metrics import TaggerMetrics
 from tagger.worker.settings import AgentSettings
 from tagger.worker.transport import TaggerApp
 
 log = logging.getLogger(__name__)
 
-# How often the broker's partition counts are compared with the worker's (a metadata request).
-TOPIC_WATCH_INTERVAL_S = 10.0
+
+class _Health:
+    """Everything that can keep the worker from making progress, as one problem line."""
+
+    def __init__(self, watch: TopicWatch, streaks: Streaks) -> None:
+        self.watch = watch
+        self.streaks = streaks
+
+    @property
+    def problem(self) -> str | None:
+        return "; ".join(p for p in (self.watch.problem, self.streaks.problem) if p) or None
 
 
 def create_app(settings: AgentSettings, model: TextTagger) -> faust.App:
-    """The Faust app: the tagging agent, its output sender, and the /metrics/ and /health/ pages."""
+    """The Faust app: the tagging agent, its output sender, and the /metrics, /metrics.json
+    and /health pages."""
     app = _faust_app(settings)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagger-model")
     metrics = AgentMetrics()
     watch = TopicWatch(settings.kafka_bootstrap, {settings.topics.tweets: settings.topics.partitions,
                                                   settings.topics.tagged: settings.topics.partitions})
+    health = _Health(watch, Streaks())
+    prom = TaggerMetrics(
+        model.model_name, model.model_version, problem=lambda: health.problem,
+        lag=lambda: _consumer_lag(app, settings.topics.tweets, metrics, keyed=True))
     app.tweetner_executor = executor  # type: ignore[attr-defined]
     app.tweetner_topic_watch = watch  # type: ignore[attr-defined]
-    _add_agent(app, settings, BatchTagger(model, executor), metrics, watch)
-    _add_topic_watch(app, watch)
-    _add_pages(app, settings, model, metrics, watch)
+    _add_agent(app, settings, BatchTagger(model, executor), metrics, prom, health)
+    _add_topic_watch(app, watch, settings.topic_watch_interval_s)
+    _add_pages(app, settings, model, metrics, prom, health)
     return app
 
 
-def _add_topic_watch(app: faust.App, watch: TopicWatch) -> None:
-    @app.timer(interval=TOPIC_WATCH_INTERVAL_S)
+def _add_topic_watch(app: faust.App, watch: TopicWatch, interval_s: float) -> None:
+    @app.timer(interval=interval_s)
     async def watch_topics() -> None:
         before = watch.problem
         problem = await asyncio.get_running_loop().run_in_executor(None, watch.check)
@@ -100,22 +118,29 @@ class _OutputSender:
     """Sends a batch's outputs and waits for the broker's acks, retrying the whole set until it
     sticks; after ``send_timeout_s`` the worker stops without acking, so the batch is re-read."""
 
-    def __init__(self, send_timeout_s: float, metrics: AgentMetrics) -> None:
+    def __init__(self, send_timeout_s: float, metrics: AgentMetrics, prom: TaggerMetrics,
+                 streaks: Streaks) -> None:
         self.send_timeout_s = send_timeout_s
         self.metrics = metrics
+        self.prom = prom
+        self.streaks = streaks
 
-    async def send_all(self, outputs: list[tuple[Any, bytes, bytes]]) -> None:
+    async def send_all(self, outputs: list[tuple[Any, bytes, bytes]], where: str) -> None:
         deadline = time.monotonic() + self.send_timeout_s
         delay = 0.2
         while True:
             try:
                 futures = [await topic.send(key=key, value=value) for topic, key, value in outputs]
                 await asyncio.gather(*futures)
+                self.streaks.succeeded("send")
                 return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any send failure is retried the same way
                 self.metrics.send_retries_total += 1
+                self.prom.send_retries.inc()
+                self.streaks.failed("send", f"outputs of the batch at {where} not acknowledged: "
+                                            f"{type(exc).__name__}: {exc}")
                 if time.monotonic() + delay > deadline:
                     log.critical("outputs not acknowledged for %.0fs (%s): stopping the worker "
                                  "without committing this batch", self.send_timeout_s, exc)
@@ -128,33 +153,35 @@ class _OutputSender:
 
 
 def _add_agent(app: faust.App, s: AgentSettings, batch_tagger: BatchTagger, metrics: AgentMetrics,
-               watch: TopicWatch) -> None:
+               prom: TaggerMetrics, health: _Health) -> None:
     tweets = app.topic(s.topics.tweets, value_serializer="raw", key_serializer="raw",
                        partitions=s.topics.partitions)
     tagged = app.topic(s.topics.tagged, value_serializer="raw", key_serializer="raw",
                        partitions=s.topics.partitions)
     dead = app.topic(s.topics.deadletter, value_serializer="raw", key_serializer="raw",
                      partitions=1)
-    sender = _OutputSender(s.send_timeout_s, metrics)
+    sender = _OutputSender(s.send_timeout_s, metrics, prom, health.streaks)
 
     @app.agent(tweets, name="tag_tweets")
     async def tag_tweets(stream: faust.StreamT) -> None:
         async for events in stream.noack_take(s.batch_size, within=s.batch_within_s):
             # Sending with a stale partition count would lose tweets while counting them as
             # done: hold the batch, unacked, until the topics match (health says why).
-            while watch.problem:
+            while health.watch.problem:
                 await asyncio.sleep(1.0)
             started = time.perf_counter()
             records = [InputRecord(e.message.value, e.message.topic, e.message.partition,
                                    e.message.offset) for e in events]
+            where = record_source(records[0]) if records else "?"
             outcome = await batch_tagger.tag(records)
+            _note_model_failures(outcome, health.streaks, where)
             outputs: list[tuple[Any, bytes, bytes]] = [
                 (tagged, t.id.encode("utf-8"), t.model_dump_json().encode("utf-8"))
                 for _, t in outcome.tagged]
             outputs += [(dead, (letter.source or "").encode("utf-8"),
                          letter.model_dump_json().encode("utf-8")) for _, letter in outcome.dead]
             # Acks only after the outputs are acknowledged: a crash before re-processes the batch.
-            await sender.send_all(outputs)
+            await sender.send_all(outputs, where)
             for event in events:
                 await stream.ack(event)
             for rec in records:
@@ -162,12 +189,28 @@ def _add_agent(app: faust.App, s: AgentSettings, batch_tagger: BatchTagger, metr
                 metrics.next_offsets[key] = max(metrics.next_offsets.get(key, 0), rec.offset + 1)
             metrics.record_batch(len(records), len(outcome.tagged), len(outcome.dead),
                                  time.perf_counter() - started, outcome.model_seconds)
+            prom.batch_done(len(records), len(outcome.tagged),
+                            [letter.reason for _, letter in outcome.dead],
+                            time.perf_counter() - started, outcome.model_seconds)
             if outcome.dead:
                 log.info("batch of %d: %d dead letters", len(records), len(outcome.dead))
 
 
-def _consumer_lag(app: faust.App, topic: str, metrics: AgentMetrics) -> dict[str, int]:
-    lag: dict[str, int] = {}
+def _note_model_failures(outcome: Any, streaks: Streaks, where: str) -> None:
+    """A model that fails on every tweet turns the stream into dead letters: a streak."""
+    failed = [letter.reason for _, letter in outcome.dead if letter.reason.startswith("model error")]
+    if failed and not outcome.tagged:
+        streaks.failed("model", f"the model failed on every tweet of the batch at {where}: "
+                                f"{failed[-1]}")
+    elif outcome.tagged:
+        streaks.succeeded("model")
+
+
+def _consumer_lag(app: faust.App, topic: str, metrics: AgentMetrics,
+                  keyed: bool = False) -> dict[Any, int]:
+    """Per assigned partition of ``topic``: "topic/partition" (or (topic, partition) when
+    ``keyed``) -> records past what the worker has done."""
+    lag: dict[Any, int] = {}
     consumer = app.consumer
     try:
         assigned = consumer.assignment()
@@ -185,33 +228,49 @@ def _consumer_lag(app: faust.App, topic: str, metrics: AgentMetrics) -> dict[str
         done = metrics.next_offsets.get((tp.topic, tp.partition))
         if done is None:
             done = app.monitor.tp_committed_offsets.get(tp, 0) if app.monitor else 0
-        lag[f"{tp.topic}/{tp.partition}"] = max(0, int(highwater) - int(done))
+        key = (tp.topic, tp.partition) if keyed else f"{tp.topic}/{tp.partition}"
+        lag[key] = max(0, int(highwater) - int(done))
     return lag
 
 
 def _add_pages(app: faust.App, s: AgentSettings, model: TextTagger, metrics: AgentMetrics,
-               watch: TopicWatch) -> None:
-    @app.page("/metrics/")
+               prom: TaggerMetrics, health: _Health) -> None:
+    # Prometheus scrapes /metrics; /metrics/ answers the same so that no scraper gets JSON.
+    for path in ("/metrics", "/metrics/"):
+        @app.page(path, name=f"prometheus{path.replace('/', '_')}")
+        async def prometheus_view(web: faust.web.View,
+                                  request: faust.web.Request) -> faust.web.Response:
+            return web.bytes(prom.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    # The same figures as JSON, with recent rates (`tweetner up` and the benchmark read it).
+    @app.page("/metrics.json")
     async def metrics_view(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
         data = metrics.snapshot(_consumer_lag(app, s.topics.tweets, metrics))
         data.update(model_name=model.model_name, model_version=model.model_version,
                     group=s.group, batch_max=s.batch_size, batch_within_s=s.batch_within_s)
         return web.json(data)
 
-    @app.page("/health/")
-    async def health_view(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        try:
-            assigned = sorted(f"{tp.topic}/{tp.partition}" for tp in app.consumer.assignment()
-                              if tp.topic == s.topics.tweets)
-        except Exception:  # noqa: BLE001
-            assigned = []
-        ok = app.started and not app.should_stop and not watch.problem
-        status = "unhealthy" if watch.problem else "ok" if ok else "starting"
-        return web.json({"status": status, "reason": watch.problem, "pid": os.getpid(),
-                         "model_name": model.model_name, "model_version": model.model_version,
-                         "assigned_partitions": assigned,
-                         "tweets_total": metrics.tweets_total},
-                        status=200 if ok else 503)
+    for path in ("/health", "/health/"):
+        @app.page(path, name=f"health{path.replace('/', '_')}")
+        async def health_view(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+            return _health_page(web, app, s, model, metrics, health)
+
+
+def _health_page(web: faust.web.View, app: faust.App, s: AgentSettings, model: TextTagger,
+                 metrics: AgentMetrics, health: _Health) -> faust.web.Response:
+    try:
+        assigned = sorted(f"{tp.topic}/{tp.partition}" for tp in app.consumer.assignment()
+                          if tp.topic == s.topics.tweets)
+    except Exception:  # noqa: BLE001
+        assigned = []
+    problem = health.problem
+    ok = app.started and not app.should_stop and not problem
+    status = "unhealthy" if problem else "ok" if ok else "starting"
+    return web.json({"status": status, "reason": problem, "pid": os.getpid(),
+                     "model_name": model.model_name, "model_version": model.model_version,
+                     "assigned_partitions": assigned,
+                     "tweets_total": metrics.tweets_total},
+                    status=200 if ok else 503)
 
 
 def run_worker(settings: AgentSettings, model: TextTagger, *, loglevel: str = "info") -> int:

@@ -46,3 +46,5 @@ class AgentSettings(StageSettings):
     # Sends of one batch are retried this long (with backoff) before the worker gives up and exits
     # without acking the batch, so that a restarted worker re-processes it.
     send_timeout_s: float = Field(300.0, validation_alias="TAGGER_SEND_TIMEOUT_S", gt=0)
+    # How often the broker's partition counts are compared with the worker's (a metadata request).
+    topic_watch_interval_s: float = Field(10.0, validation_alias="TAGGER_TOPIC_WATCH_INTERVAL_S", gt=0)
