@@ -25,6 +25,7 @@ from typing import NoReturn
 import ingest.cli
 import sink.cli
 import tagger.cli
+import tweetner.api.cli
 import tweetner.doctor
 import tweetner.replay.cli
 import tweetner.stack_cli
@@ -33,9 +34,9 @@ from tweetner.stack import ServedState, StackError, find_served_state
 
 # Modules that contribute commands, in help order.
 _COMMAND_MODULES = (tweetner.stack_cli, ingest.cli, tagger.cli, sink.cli, tweetner.replay.cli,
-                    tweetner.doctor)
+                    tweetner.api.cli, tweetner.doctor)
 # Commands that need the database, and those that only use servers a running stack offers.
-_DATABASE_COMMANDS = {"trends", "sink", "replay"}
+_DATABASE_COMMANDS = {"trends", "sink", "replay", "dashboard"}
 _STACK_CLIENT_COMMANDS = {"ingest", "tagger", "worker"}
 
 

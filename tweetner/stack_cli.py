@@ -38,6 +38,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--top", type=int, default=10, help="rows of the top-entities table")
     up.add_argument("--drain", type=float, default=15.0,
                     help="on Ctrl-C, wait up to this many seconds for produced tweets to be stored")
+    up.add_argument("--dashboard-port", type=int, default=None,
+                    help="port of the dashboard and HTTP API (default 8700, or a free one if "
+                         "taken; TWEETNER_API_PORT)")
+    up.add_argument("--no-dashboard", action="store_true", help="do not serve the dashboard")
     up.set_defaults(func=run_up)
 
     stack = sub.add_parser("stack", help="start only the embedded servers and print their URLs")

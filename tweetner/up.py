@@ -166,6 +166,30 @@ def _watch(args: argparse.Namespace, procs, probe, feeder: _Feeder, stop: thread
     return 0
 
 
+def _start_dashboard(args: argparse.Namespace, env: dict[str, str]):
+    """The dashboard and HTTP API over this stack (tweetner.api), or None with a note why not."""
+    if args.no_dashboard:
+        return None
+    import os
+
+    from tweetner.api.cli import serve
+
+    full = {**os.environ, **env}
+    try:
+        try:
+            server = serve(None, args.dashboard_port, env=full)
+        except OSError:
+            if args.dashboard_port is not None:
+                raise
+            server = serve(None, 0, env=full)  # the default port is taken: any free one
+    except Exception as exc:  # noqa: BLE001 - the pipeline runs without its dashboard
+        print(f"tweetner up: the dashboard did not start ({exc}); the pipeline runs without it",
+              file=sys.stderr)
+        return None
+    print(f"  dashboard: {server.url}  (HTTP API docs: {server.url}docs)", flush=True)
+    return server
+
+
 def run_up(args: argparse.Namespace) -> int:
     from ingest.service import BrokerUnavailable
     from tweetner.runner import PipelineProcesses
@@ -187,6 +211,7 @@ def run_up(args: argparse.Namespace) -> int:
         where = "" if str(stack.state_dir) == ".state" else f"TWEETNER_STATE_DIR={stack.state_dir} "
         print(f"  the data stays in {stack.state_dir}/: query it afterwards with "
               f"`{where}tweetner trends` (no DATABASE_URL), or serve it with `{where}tweetner stack`")
+    dashboard = _start_dashboard(args, env)
     log_dir = Path(stack.state_dir) / "logs"
     procs = PipelineProcesses(env, log_dir, workers=args.workers,
                               extra_env={"SINK_FLUSH_INTERVAL_S": "0.5"})
@@ -218,6 +243,8 @@ def run_up(args: argparse.Namespace) -> int:
         procs.stop()
         _summary(probe, feeder, started, args.top)
         probe.close()
+        if dashboard is not None:
+            dashboard.stop()
         stack.stop()
     return code
 
