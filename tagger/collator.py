@@ -38,6 +38,7 @@ class SpanBatch:
     marker_length: int  # S: start markers occupy [T, T+S), end markers [T+S, T+S+N)
     num_spans: torch.Tensor  # [B]
     labels: torch.Tensor | None = None  # [B, N], IGNORE_INDEX on padding
+    span_shapes: torch.Tensor | None = None  # [B, N, 2] word-shape ids, 0 on padding
 
     @property
     def span_slots(self) -> int:
@@ -53,6 +54,7 @@ class SpanBatch:
             marker_length=self.marker_length,
             num_spans=self.num_spans,
             labels=None if self.labels is None else self.labels.to(device, non_blocking=True),
+            span_shapes=None if self.span_shapes is None else self.span_shapes.to(device, non_blocking=True),
         )
 
     @property
@@ -109,6 +111,7 @@ class SpanMarkerCollator:
         input_ids = np.full((B, L), self.pad_token_id, dtype=np.int64)
         position_ids = np.zeros((B, L), dtype=np.int64)
         labels = np.full((B, N), IGNORE_INDEX, dtype=np.int64) if rows[0].labels is not None else None
+        shapes = np.zeros((B, N, 2), dtype=np.int64) if rows[0].span_shapes is not None else None
         for b, row in enumerate(rows):
             t, s = n_text[b], n_spans[b]
             input_ids[b, :t] = row.input_ids
@@ -119,6 +122,8 @@ class SpanMarkerCollator:
             position_ids[b, T + S : T + S + s] = row.end_positions
             if labels is not None:
                 labels[b, :s] = row.labels
+            if shapes is not None:
+                shapes[b, :s] = row.span_shapes
         position_ids += POSITION_OFFSET
 
         mask = _attention_mask(torch.from_numpy(n_text), torch.from_numpy(n_spans), T, S, L)
@@ -130,6 +135,7 @@ class SpanMarkerCollator:
             marker_length=S,
             num_spans=torch.from_numpy(n_spans),
             labels=None if labels is None else torch.from_numpy(labels),
+            span_shapes=None if shapes is None else torch.from_numpy(shapes),
         )
 
 

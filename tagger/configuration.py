@@ -80,6 +80,17 @@ class SpanMarkerConfig:
         return self.encoder.get("model_type") in PHYSICAL_POSITION_ENCODERS
 
     @property
+    def word_shape_dim(self) -> int:
+        """Width of the word-shape embedding read beside the marker states; 0 (span_marker's
+        models) means none. Stored in our own metadata, so span_marker 1.x configs load unchanged."""
+        return int(self.tweetner.get("word_shape_dim") or 0)
+
+    @property
+    def strip_hashtags(self) -> bool:
+        """Whether the encoder reads ``#Apple`` as ``Apple`` (the span keeps the ``#``)."""
+        return bool(self.tweetner.get("strip_hashtags", False))
+
+    @property
     def model_name(self) -> str:
         return str(self.tweetner.get("model_name") or self.encoder.get("_name_or_path") or "span-marker")
 

@@ -20,6 +20,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
 
 from tagger.collator import SpanBatch
 from tagger.configuration import SpanMarkerConfig
+from tagger.shapes import NUM_SHAPES
 from tagger.tokenizer import END_MARKER, START_MARKER, SpanMarkerTokenizer
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,11 @@ class SpanMarkerModel(nn.Module):
         self.config = config
         self.encoder = encoder
         self.dropout = nn.Dropout(config.dropout_rate)
-        self.classifier = nn.Linear(config.hidden_size * 2, config.num_labels)
+        shape_dim = config.word_shape_dim
+        # Only models that have shapes own the embedding, so span_marker checkpoints keep their exact
+        # parameter names.
+        self.shape_embedding = nn.Embedding(NUM_SHAPES, shape_dim, padding_idx=0) if shape_dim else None
+        self.classifier = nn.Linear(config.hidden_size * 2 + shape_dim * 2, config.num_labels)
         # Encoders without token types (DistilBERT...) reject the argument.
         self._uses_token_types = bool(config.encoder.get("type_vocab_size"))
         self._eager_attention = getattr(encoder.config, "_attn_implementation", "sdpa") == "eager"
@@ -72,7 +77,30 @@ class SpanMarkerModel(nn.Module):
         )[0]
         T, S, N = batch.text_length, batch.marker_length, batch.span_slots
         features = torch.cat((hidden[:, T : T + N], hidden[:, T + S : T + S + N]), dim=-1)
+        if self.shape_embedding is not None:
+            if batch.span_shapes is None:
+                raise ValueError("this model reads word shapes: encode with its own tokenizer")
+            shapes = self.shape_embedding(batch.span_shapes).flatten(2).to(features.dtype)  # [B, N, 2E]
+            features = torch.cat((features, shapes), dim=-1)
         return self.classifier(self.dropout(features))
+
+    def add_word_shapes(self, dim: int) -> None:
+        """Give a model without shapes a shape embedding of width ``dim``, computing the same
+        function as before: the classifier's new input columns start at zero."""
+        if self.shape_embedding is not None:
+            raise ValueError("the model already reads word shapes")
+        old = self.classifier
+        device = old.weight.device
+        self.shape_embedding = nn.Embedding(NUM_SHAPES, dim, padding_idx=0).to(device)
+        nn.init.normal_(self.shape_embedding.weight, std=1.0)
+        with torch.no_grad():
+            self.shape_embedding.weight[0].zero_()
+        self.classifier = nn.Linear(old.in_features + 2 * dim, old.out_features).to(device)
+        with torch.no_grad():
+            self.classifier.weight.zero_()
+            self.classifier.weight[:, : old.in_features].copy_(old.weight)
+            self.classifier.bias.copy_(old.bias)
+        self.config.tweetner["word_shape_dim"] = dim
 
     # --- construction --------------------------------------------------------------------------
     @classmethod
@@ -85,6 +113,8 @@ class SpanMarkerModel(nn.Module):
         marker_max_length: int = 128,
         entity_max_length: int = 8,
         dropout: float | None = None,
+        word_shape_dim: int = 0,
+        strip_hashtags: bool = False,
     ) -> tuple["SpanMarkerModel", SpanMarkerTokenizer]:
         """A fresh model (random classifier) on top of a local Hugging Face encoder directory."""
         encoder_dir = Path(encoder_dir)
@@ -104,7 +134,10 @@ class SpanMarkerModel(nn.Module):
             model_max_length=model_max_length,
             marker_max_length=marker_max_length,
             entity_max_length=entity_max_length,
+            tweetner={"word_shape_dim": word_shape_dim} if word_shape_dim else {},
         )
+        if strip_hashtags:
+            config.tweetner["strip_hashtags"] = True
         model = cls(config, encoder)
         nn.init.normal_(model.classifier.weight, std=float(encoder_config.get("initializer_range", 0.02)))
         nn.init.zeros_(model.classifier.bias)

@@ -20,6 +20,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
 from tagger.configuration import SpanMarkerConfig
+from tagger.shapes import encoder_text, word_shapes
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ class EncodedWords:
     word_last_token: np.ndarray  # int64 [num_words]: index of each word's last subword
     num_words: int  # words that fit in the window (these get tagged)
     total_words: int  # words in the input
+    word_shapes: np.ndarray | None = None  # int64 [num_words] (models with word shapes)
 
     @property
     def truncated_words(self) -> int:
@@ -55,6 +57,7 @@ class MarkerPass:
     end_positions: np.ndarray  # token index of each span's last subword
     first_span: int  # index of this pass's first span in the sentence's span list
     labels: np.ndarray | None = None  # entity type id per span (training)
+    span_shapes: np.ndarray | None = None  # int64 [num_spans, 2]: first and last word's shape
 
     @property
     def num_spans(self) -> int:
@@ -167,8 +170,11 @@ class SpanMarkerTokenizer:
         out: list[EncodedWords] = [self._empty() for _ in sentences]
         if not nonempty:
             return out
+        texts = [list(sentences[i]) for i in nonempty]
+        if self.config.strip_hashtags:
+            texts = [[encoder_text(w) for w in words] for words in texts]
         batch = self.tokenizer(
-            [list(sentences[i]) for i in nonempty],
+            texts,
             is_split_into_words=True,
             truncation=True,
             max_length=self.model_max_length,
@@ -196,6 +202,7 @@ class SpanMarkerTokenizer:
                 word_last_token=last[:num_words],
                 num_words=num_words,
                 total_words=n_total,
+                word_shapes=word_shapes(words[:num_words]) if self.config.word_shape_dim else None,
             )
         return out
 
@@ -222,6 +229,7 @@ class SpanMarkerTokenizer:
         per_pass = markers_per_pass or self.config.marker_max_length
         starts = encoded.word_first_token[spans[:, 0]]
         ends = encoded.word_last_token[spans[:, 1] - 1]
+        shapes = self.span_shapes(encoded, spans)
         rows = []
         for lo in range(0, len(spans), per_pass):
             hi = min(lo + per_pass, len(spans))
@@ -233,9 +241,17 @@ class SpanMarkerTokenizer:
                     end_positions=ends[lo:hi],
                     first_span=lo,
                     labels=None if span_labels is None else span_labels[lo:hi],
+                    span_shapes=None if shapes is None else shapes[lo:hi],
                 )
             )
         return rows
+
+    @staticmethod
+    def span_shapes(encoded: EncodedWords, spans: np.ndarray) -> np.ndarray | None:
+        """Shape ids of each span's first and last word, or None for a model without shapes."""
+        if encoded.word_shapes is None:
+            return None
+        return np.stack((encoded.word_shapes[spans[:, 0]], encoded.word_shapes[spans[:, 1] - 1]), axis=1)
 
     def span_labels(self, encoded: EncodedWords, entities: Sequence[tuple[int, int, int]]) -> np.ndarray:
         """Label id for every candidate span: the entity's type where it matches exactly, else O."""
