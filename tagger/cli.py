@@ -29,7 +29,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("train", help="fine-tune a span-marker model from a local encoder")
     p.add_argument("--encoder", default=None, help="local Hugging Face encoder directory (default: packaged MiniLM)")
-    p.add_argument("--train", required=True, action="append", help="CoNLL training file (repeatable)")
+    p.add_argument("--train", required=True, action="append", metavar="FILE[:MAP.json]",
+                   help="CoNLL training file, with an optional label map (repeatable; see docs/model.md)")
     p.add_argument("--dev", help="CoNLL dev file: evaluated each epoch, best epoch kept")
     p.add_argument("--init-model", default=None,
                    help="continue training this span-marker model instead of starting from --encoder")
@@ -48,6 +49,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-dtype", default="float32", choices=("float32", "float16"))
     p.add_argument("--model-name", default=None)
     p.add_argument("--model-version", default=None, help="default: digest of the saved weights")
+    p.add_argument("--word-shape-dim", type=int, default=0,
+                   help="embed the boundary words' shapes (case, @, #, URL) at this width; 0 = off")
+    p.add_argument("--strip-hashtags", action="store_true", help="the encoder reads #Apple as Apple")
+    p.add_argument("--resume", action="store_true", help="continue the run in --output from its last epoch")
+    p.add_argument("--stop-after-epochs", type=int, default=None,
+                   help="end this invocation after N epochs (continue later with --resume)")
+    p.add_argument("--arch", default="span-marker", choices=("span-marker", "token-classification", "bilstm-crf"),
+                   help="span-marker (default), token-classification (a Hugging Face BIO head on --encoder) or "
+                   "bilstm-crf (the CPU firehose tier); options left at their defaults take each architecture's "
+                   "own (docs/model.md)")
+    p.add_argument("--embedding-text", action="append", default=None, metavar="FILE",
+                   help="bilstm-crf: raw tweets for word2vec (repeatable; default ../shared/data/tweets/*.txt)")
     p.set_defaults(func=_train)
 
 
@@ -61,7 +74,7 @@ TRAIN_DEFAULTS = {
 
 def add_bench_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tagger", help="tagger throughput and latency on raw tweets")
-    _model_options(p)
+    _model_options(p, many=True)
     p.add_argument("--input", action="append", help="raw tweets, one per line (repeatable; default: "
                    "../shared/data/tweets/*.txt)")
     p.add_argument("--limit", type=int, default=2000, help="tweets to tag (default 2000)")
@@ -73,8 +86,10 @@ def add_bench_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_bench)
 
 
-def _model_options(p: argparse.ArgumentParser, default_precision: str | None = None) -> None:
-    p.add_argument("--model", default=None, help="span-marker model directory (default: the shipped model)")
+def _model_options(p: argparse.ArgumentParser, default_precision: str | None = None, many: bool = False) -> None:
+    p.add_argument("--model", default=None, action="append" if many else "store",
+                   help="model directory: span-marker, Hugging Face token classification or BiLSTM-CRF, read "
+                   "from its config (default: the shipped model)" + ("; repeat to compare models" if many else ""))
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--precision", default=default_precision, choices=PRECISIONS,
                    help=f"default: {default_precision}" if default_precision else
@@ -87,9 +102,9 @@ class UsageProblem(Exception):
 
 def _check_model(model: str | None) -> None:
     if model is not None and not (Path(model) / "config.json").is_file():
-        raise UsageProblem(f"{model} is not a span-marker model directory (no config.json); give "
-                           "--model a directory written by `tweetner train`, or leave --model out "
-                           "for the shipped model")
+        raise UsageProblem(f"{model} is not a model directory (no config.json); give --model a "
+                           "directory written by `tweetner train` or a Hugging Face token-classification "
+                           "checkpoint, or leave --model out for the shipped model")
 
 
 def _check_file(path: str, option: str) -> None:
@@ -99,10 +114,13 @@ def _check_file(path: str, option: str) -> None:
 
 
 def _load(args, **kwargs):
-    from tagger.inference import NerTagger
+    from tagger.loading import ModelDirectoryError, load_tagger
 
     _check_model(args.model)
-    return NerTagger.load(args.model, device=args.device, precision=args.precision, **kwargs)
+    try:
+        return load_tagger(args.model, device=args.device, precision=args.precision, **kwargs)
+    except ModelDirectoryError as exc:
+        raise UsageProblem(str(exc)) from None
 
 
 def _reported(handler):
@@ -225,18 +243,29 @@ def _evaluate(args) -> int:
 def _train(args) -> int:
     from tagger.trainer import TrainingArgs, train
 
-    for path in args.train:
+    from tagger.corpora import parse_spec
+
+    for spec in args.train:
+        path, label_map = parse_spec(spec)
         _check_file(path, "--train")
+        if label_map:
+            _check_file(label_map, "--train label map")
     if args.dev:
         _check_file(args.dev, "--dev")
     if args.init_model:
         _check_model(args.init_model)
+    if args.arch != "span-marker":
+        from tagger.backends.training_cli import train_word_tagger
+
+        print(json.dumps(train_word_tagger(args, TRAIN_DEFAULTS)))
+        return 0
 
     targs = TrainingArgs(
         train=args.train, dev=args.dev, output=args.output, encoder=args.encoder, device=args.device,
         init_model=args.init_model,
         precision=args.precision, save_dtype=args.save_dtype, model_name=args.model_name,
-        model_version=args.model_version,
+        model_version=args.model_version, word_shape_dim=args.word_shape_dim, strip_hashtags=args.strip_hashtags,
+        resume=args.resume, stop_after_epochs=args.stop_after_epochs,
         **{k: getattr(args, k) for k in (
             "epochs", "batch_size", "grad_accum", "lr", "head_lr", "layer_decay", "warmup_ratio", "weight_decay",
             "dropout", "label_smoothing", "negative_rate", "outside_weight", "entity_max_length", "marker_max_length",
@@ -245,7 +274,7 @@ def _train(args) -> int:
     result = train(targs)
     print(json.dumps({
         "output": str(result.output), "best_epoch": result.best_epoch, "best_dev_f1": result.best_dev_f1,
-        "seconds": round(result.seconds, 1),
+        "seconds": round(result.seconds, 1), "finished": result.finished,
         "history": [h.__dict__ for h in result.history],
     }))
     return 0
@@ -255,6 +284,6 @@ def _train(args) -> int:
 def _bench(args) -> int:
     from tagger.bench import run_bench
 
-    _check_model(args.model)
-
+    for model in args.model or [None]:
+        _check_model(model)
     return run_bench(args)
