@@ -1,6 +1,9 @@
 """Idempotent batch writes of tagged tweets into tweets, mentions and the trend buckets.
 
-Everything for one batch happens in one transaction. Trend buckets change only when a tweet's
+Everything for one batch happens in one transaction, in a fixed number of statements whatever
+the batch size: each step sends its rows as one array per column and unnests them in SQL
+(``INSERT ... SELECT FROM unnest(...)``), so a batch of 500 tweets costs the same few round
+trips as a batch of one. Trend buckets change only when a tweet's
 current state changes (new tweet, a record with another model version, or a correction: another
 text ingested later, see :func:`replaces`): that state lives in the tweets row, which is locked
 for the duration, so replays, duplicates and concurrent writers (the live sink beside a replay)
@@ -14,11 +17,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Iterable, Sequence
 
-from sqlalchemy import Connection, Engine, bindparam, delete, select, tuple_
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import Connection, Engine, TextClause, text
 
 from sink.normalize import normalize_entity
-from sink.schema import MentionRow, TrendHour, TrendMinute, TweetRow
 from contracts.messages import TaggedTweet
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,9 @@ def hour_of(ts: datetime) -> datetime:
     return minute_of(ts).replace(minute=0)
 
 
-def _mention_rows(rec: TaggedTweet) -> list[dict]:
+def _mention_rows(rec: TaggedTweet) -> list[tuple]:
+    """(tweet_id, model_version, char_start, char_end, surface, normalized, label, score) per
+    distinct span and label of the record."""
     seen: set[tuple[int, int, str]] = set()
     rows = []
     for e in rec.entities:
@@ -73,16 +76,83 @@ def _mention_rows(rec: TaggedTweet) -> list[dict]:
         if key in seen:
             continue
         seen.add(key)
-        rows.append(dict(tweet_id=rec.id, model_version=rec.model_version, char_start=e.start,
-                         char_end=e.end, surface=e.text, normalized=normalize_entity(e.text),
-                         label=e.label, score=float(e.score)))
+        rows.append((rec.id, rec.model_version, e.start, e.end, e.text, normalize_entity(e.text),
+                     e.label, float(e.score)))
     return rows
 
 
-def _tweet_row(rec: TaggedTweet) -> dict:
-    return dict(id=rec.id, text=rec.text, created_at=rec.created_at, user_name=rec.user,
-                lang=rec.lang, ingested_at=rec.ingested_at, tagged_at=rec.tagged_at,
-                model_name=rec.model_name, model_version=rec.model_version)
+def _tweet_row(rec: TaggedTweet) -> tuple:
+    return (rec.id, rec.text, rec.created_at, rec.user, rec.lang, rec.ingested_at, rec.tagged_at,
+            rec.model_name, rec.model_version)
+
+
+def _columns(rows: Sequence[tuple], names: Sequence[str]) -> dict[str, list]:
+    """Rows as one list per column: the parameters of an unnest() statement."""
+    columns = list(zip(*rows)) if rows else [()] * len(names)
+    return {name: list(col) for name, col in zip(names, columns)}
+
+
+_TWEET_COLUMNS = ("id", "text", "created_at", "user_name", "lang", "ingested_at", "tagged_at",
+                  "model_name", "model_version")
+_TWEET_TYPES = ("text", "text", "timestamptz", "text", "text", "timestamptz", "timestamptz",
+                "text", "text")
+_MENTION_COLUMNS = ("tweet_id", "model_version", "char_start", "char_end", "surface",
+                    "normalized", "label", "score")
+_MENTION_TYPES = ("text", "text", "int", "int", "text", "text", "text", "float8")
+
+
+def _unnest(names: Sequence[str], types: Sequence[str]) -> str:
+    return "unnest(" + ", ".join(f"CAST(:{n} AS {t}[])" for n, t in zip(names, types)) + ")"
+
+
+_INSERT_TWEETS = text(
+    f"INSERT INTO tweets ({', '.join(_TWEET_COLUMNS)}) "
+    f"SELECT * FROM {_unnest(_TWEET_COLUMNS, _TWEET_TYPES)} "
+    "ON CONFLICT (id) DO NOTHING RETURNING id")
+_LOCK_TWEETS = text(
+    "SELECT id, text, ingested_at, model_version, created_at FROM tweets "
+    "WHERE id = ANY(CAST(:ids AS text[])) ORDER BY id FOR UPDATE")
+_CORRECT_TWEETS = text(
+    "UPDATE tweets t SET text = u.text, created_at = u.created_at, user_name = u.user_name, "
+    "lang = u.lang, ingested_at = u.ingested_at, tagged_at = u.tagged_at, "
+    "model_name = u.model_name, model_version = u.model_version "
+    f"FROM {_unnest(_TWEET_COLUMNS, _TWEET_TYPES)} AS u({', '.join(_TWEET_COLUMNS)}) "
+    "WHERE t.id = u.id")
+_SWITCH_TWEETS = text(
+    "UPDATE tweets t SET model_version = u.model_version, model_name = u.model_name, "
+    "tagged_at = u.tagged_at FROM "
+    f"{_unnest(('id', 'model_version', 'model_name', 'tagged_at'), ('text', 'text', 'text', 'timestamptz'))}"
+    " AS u(id, model_version, model_name, tagged_at) WHERE t.id = u.id")
+_DELETE_MENTIONS = text("DELETE FROM mentions WHERE tweet_id = ANY(CAST(:ids AS text[]))")
+_INSERT_MENTIONS = text(
+    f"INSERT INTO mentions ({', '.join(_MENTION_COLUMNS)}) "
+    f"SELECT * FROM {_unnest(_MENTION_COLUMNS, _MENTION_TYPES)} "
+    "ON CONFLICT ON CONSTRAINT uq_mentions_span DO NOTHING "
+    "RETURNING tweet_id, model_version, label, normalized")
+_STORED_MENTIONS = text(
+    "SELECT tweet_id, model_version, label, normalized FROM mentions "
+    "WHERE (tweet_id, model_version) IN "
+    "(SELECT * FROM unnest(CAST(:tweet_id AS text[]), CAST(:model_version AS text[])))")
+_BUCKET_COLUMNS = ("bucket_start", "label", "entity", "count")
+_BUCKET_TYPES = ("timestamptz", "text", "text", "bigint")
+
+
+def _upsert_buckets(table: str) -> TextClause:
+    # Keys are unique within one statement (summed per batch), as ON CONFLICT DO UPDATE needs.
+    return text(
+        f"INSERT INTO {table} ({', '.join(_BUCKET_COLUMNS)}) "
+        f"SELECT * FROM {_unnest(_BUCKET_COLUMNS, _BUCKET_TYPES)} "
+        f"ON CONFLICT (bucket_start, label, entity) DO UPDATE SET count = {table}.count + EXCLUDED.count")
+
+
+def _drop_empty_buckets(table: str) -> TextClause:
+    return text(
+        f"DELETE FROM {table} WHERE (bucket_start, label, entity) IN (SELECT * FROM "
+        f"{_unnest(_BUCKET_COLUMNS[:3], _BUCKET_TYPES[:3])}) AND count <= 0")
+
+
+_UPSERT_BUCKETS = {table: _upsert_buckets(table) for table in ("trend_minute", "trend_hour")}
+_DROP_EMPTY_BUCKETS = {table: _drop_empty_buckets(table) for table in ("trend_minute", "trend_hour")}
 
 
 class MentionWriter:
@@ -147,24 +217,19 @@ def write_batch(conn: Connection, records: Sequence[TaggedTweet]) -> WriteResult
 
     # Sorted ids: two writers with overlapping batches take row locks in the same order.
     first_winner = {i: _winner(None, by_id[i]) for i in ids}
-    inserted_ids = set(conn.execute(
-        pg_insert(TweetRow).on_conflict_do_nothing(index_elements=["id"])
-        .returning(TweetRow.id, sort_by_parameter_order=False),
-        [_tweet_row(first_winner[i]) for i in ids]).scalars())
+    inserted_ids = set(conn.execute(_INSERT_TWEETS, _columns(
+        [_tweet_row(first_winner[i]) for i in ids], _TWEET_COLUMNS)).scalars())
     existing = [i for i in ids if i not in inserted_ids]
     stored: dict[str, tuple[Revision, datetime]] = {}
     if existing:
         stored = {r.id: (Revision(r.text, r.ingested_at or _NEVER, r.model_version), r.created_at)
-                  for r in conn.execute(
-                      select(TweetRow.id, TweetRow.text, TweetRow.ingested_at,
-                             TweetRow.model_version, TweetRow.created_at)
-                      .where(TweetRow.id.in_(existing)).order_by(TweetRow.id).with_for_update())}
+                  for r in conn.execute(_LOCK_TWEETS, {"ids": existing})}
 
     final: dict[str, TaggedTweet] = {i: first_winner[i] for i in inserted_ids}
     # (tweet, version) pairs whose mentions leave / enter the trend counts, with the bucket time.
     leaving: dict[tuple[str, str], datetime] = {}
     entering: dict[tuple[str, str], datetime] = {}
-    switched: list[dict] = []
+    switched: list[tuple] = []
     corrected: set[str] = set()
     for tid in ids:
         if tid in inserted_ids:
@@ -182,8 +247,7 @@ def write_batch(conn: Connection, records: Sequence[TaggedTweet]) -> WriteResult
         if rec.text == current.text:
             # created_at is the tweet's, not the model's: buckets stay where they were.
             entering[(tid, rec.model_version)] = created_at
-            switched.append(dict(b_id=tid, b_version=rec.model_version, b_name=rec.model_name,
-                                 b_tagged_at=rec.tagged_at))
+            switched.append((tid, rec.model_version, rec.model_name, rec.tagged_at))
         else:
             entering[(tid, rec.model_version)] = rec.created_at
             corrected.add(tid)
@@ -194,14 +258,9 @@ def write_batch(conn: Connection, records: Sequence[TaggedTweet]) -> WriteResult
         # trend contributions leave now, before the rows go.
         _count_stored_mentions(conn, {k: (b, -1) for k, b in leaving.items() if k[0] in corrected},
                                counts)
-        conn.execute(delete(MentionRow).where(MentionRow.tweet_id.in_(sorted(corrected))))
-        conn.execute(
-            TweetRow.__table__.update().where(TweetRow.id == bindparam("b_id"))
-            .values(text=bindparam("b_text"), created_at=bindparam("b_created_at"),
-                    user_name=bindparam("b_user"), lang=bindparam("b_lang"),
-                    ingested_at=bindparam("b_ingested_at"), tagged_at=bindparam("b_tagged_at"),
-                    model_name=bindparam("b_name"), model_version=bindparam("b_version")),
-            [_correction_params(final[t]) for t in sorted(corrected)])
+        conn.execute(_DELETE_MENTIONS, {"ids": sorted(corrected)})
+        conn.execute(_CORRECT_TWEETS, _columns([_tweet_row(final[t]) for t in sorted(corrected)],
+                                               _TWEET_COLUMNS))
 
     # Only records with the tweet's final text have mentions worth keeping; other versions of
     # that text are stored without becoming current (a retag can switch back to them).
@@ -210,19 +269,12 @@ def write_batch(conn: Connection, records: Sequence[TaggedTweet]) -> WriteResult
     new_mentions: list[tuple[str, str, str, str]] = []
     if mention_rows:
         new_mentions = [tuple(r) for r in conn.execute(
-            pg_insert(MentionRow).on_conflict_do_nothing(constraint="uq_mentions_span")
-            .returning(MentionRow.tweet_id, MentionRow.model_version, MentionRow.label,
-                       MentionRow.normalized, sort_by_parameter_order=False),
-            mention_rows)]
+            _INSERT_MENTIONS, _columns(mention_rows, _MENTION_COLUMNS))]
     result.mentions_inserted = len(new_mentions)
 
     if switched:
-        conn.execute(
-            TweetRow.__table__.update()
-            .where(TweetRow.id == bindparam("b_id"))
-            .values(model_version=bindparam("b_version"), model_name=bindparam("b_name"),
-                    tagged_at=bindparam("b_tagged_at")),
-            switched)
+        conn.execute(_SWITCH_TWEETS, _columns(switched, ("id", "model_version", "model_name",
+                                                         "tagged_at")))
 
     # A new or corrected tweet's entering mentions are exactly the rows this batch inserted.
     fresh = {k for k in entering if k[0] in inserted_ids or k[0] in corrected}
@@ -241,22 +293,15 @@ def write_batch(conn: Connection, records: Sequence[TaggedTweet]) -> WriteResult
     return result
 
 
-def _correction_params(rec: TaggedTweet) -> dict:
-    return dict(b_id=rec.id, b_text=rec.text, b_created_at=rec.created_at, b_user=rec.user,
-                b_lang=rec.lang, b_ingested_at=rec.ingested_at, b_tagged_at=rec.tagged_at,
-                b_name=rec.model_name, b_version=rec.model_version)
-
-
 def _count_stored_mentions(conn: Connection, pairs: dict[tuple[str, str], tuple[datetime, int]],
                            counts: Counter[tuple[datetime, str, str]]) -> None:
     """For each (tweet, version) pair with its (bucket time, sign), adds the sign per stored
     mention to that bucket's count, in one query."""
     if not pairs:
         return
-    for tid, version, label, normalized in conn.execute(
-            select(MentionRow.tweet_id, MentionRow.model_version, MentionRow.label,
-                   MentionRow.normalized)
-            .where(tuple_(MentionRow.tweet_id, MentionRow.model_version).in_(list(pairs)))):
+    keys = list(pairs)
+    for tid, version, label, normalized in conn.execute(_STORED_MENTIONS, {
+            "tweet_id": [k[0] for k in keys], "model_version": [k[1] for k in keys]}):
         if normalized:
             bucket, sign = pairs[(tid, version)]
             counts[(minute_of(bucket), label, normalized)] += sign
@@ -268,18 +313,13 @@ def _apply_bucket_deltas(conn: Connection, deltas: Iterable[BucketDelta]) -> Non
     for d in deltas:
         minute[(d.bucket_start, d.label, d.entity)] += d.delta
         hour[(hour_of(d.bucket_start), d.label, d.entity)] += d.delta
-    for model, counts in ((TrendMinute, minute), (TrendHour, hour)):
-        rows = [dict(bucket_start=b, label=lab, entity=ent, count=n)
-                for (b, lab, ent), n in sorted(counts.items()) if n]
+    for table, counts in (("trend_minute", minute), ("trend_hour", hour)):
+        rows = [(b, lab, ent, n) for (b, lab, ent), n in sorted(counts.items()) if n]
         if not rows:
             continue
-        stmt = pg_insert(model)
-        conn.execute(stmt.on_conflict_do_update(
-            index_elements=["bucket_start", "label", "entity"],
-            set_={"count": model.count + stmt.excluded.count}), rows)
+        conn.execute(_UPSERT_BUCKETS[table], _columns(rows, _BUCKET_COLUMNS))
         # Buckets that fell to zero (a replaced version) are dropped so the tables hold only
         # entities that are really there.
-        if any(r["count"] < 0 for r in rows):
-            keys = [(r["bucket_start"], r["label"], r["entity"]) for r in rows if r["count"] < 0]
-            conn.execute(delete(model).where(
-                tuple_(model.bucket_start, model.label, model.entity).in_(keys), model.count <= 0))
+        falling = [r[:3] for r in rows if r[3] < 0]
+        if falling:
+            conn.execute(_DROP_EMPTY_BUCKETS[table], _columns(falling, _BUCKET_COLUMNS[:3]))
