@@ -117,7 +117,8 @@ class IngestService:
                 max_in_flight_requests_per_connection=5,
                 linger_ms=s.linger_ms,
                 delivery_timeout_ms=int(s.delivery_timeout_s * 1000),
-                request_timeout_ms=min(30_000, int(s.delivery_timeout_s * 1000) - 1),
+                # kafka-python wants delivery_timeout > linger + request_timeout.
+                request_timeout_ms=min(30_000, int(s.delivery_timeout_s * 1000) - s.linger_ms - 1),
                 max_block_ms=int(s.connect_timeout_s * 1000),
                 client_id="tweetner-ingest",
             )
