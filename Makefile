@@ -10,7 +10,7 @@ TORCH := $(shell sed -n 's/^torch==\([^ ]*\).*/\1/p' $(LOCK))
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install up test doctor lock bench-tagger bench-pipeline bench-trends train-default baseline compose-check
+.PHONY: install up dashboard test doctor lock bench-tagger bench-pipeline bench-trends train-default baseline compose-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ install: $(VENV)/.installed
 
 up: install
 	$(BIN)/tweetner up $(ARGS)
+
+# The live dashboard and HTTP API over the data `make up` left (or DATABASE_URL's).
+dashboard: install
+	$(BIN)/tweetner dashboard $(ARGS)
 
 # Each checkout keeps its tests' temporary directories to itself: another pytest session on the
 # machine would otherwise prune them and reset their parents' permissions, which the embedded

@@ -52,7 +52,7 @@ class ApiServer:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the API server did not start within {timeout_s:.0f}s")
             time.sleep(0.05)
-        log.info("API and dashboard on %s", self.url)
+        log.debug("API and dashboard on %s", self.url)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         if self._server is not None:

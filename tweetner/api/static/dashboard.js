@@ -102,11 +102,15 @@
     }));
   }
 
+  // Trending needs a few mentions in the window to mean anything; fewer than `tweetner trends`
+  // asks for, so a young stream shows some.
+  const TRENDING_MIN_COUNT = 2;
+
   async function refreshEntities() {
     const base = { window: state.window, label: state.label, limit: 15 };
     const [top, trending] = await Promise.all([
       getJSON("trends?" + query(base)),
-      getJSON("trends?" + query({ ...base, trending: true })),
+      getJSON("trends?" + query({ ...base, trending: true, min_count: TRENDING_MIN_COUNT })),
     ]);
     let changed = false;
     for (const r of [...top.rows, ...trending.rows]) {
