@@ -131,6 +131,20 @@ class _Feeder:
 def _watch(args: argparse.Namespace, procs, probe, feeder: _Feeder, stop: threading.Event,
            started: float) -> int:
     """Progress until the input is stored (with --limit) or Ctrl-C; the exit code."""
+    from tweetner.up_status import StatusView
+
+    view = StatusView()
+    view.start()
+    try:
+        return _watch_loop(args, procs, probe, feeder, stop, started, view)
+    finally:
+        view.stop()
+
+
+def _watch_loop(args: argparse.Namespace, procs, probe, feeder: _Feeder, stop: threading.Event,
+                started: float, view) -> int:
+    from tweetner.up_status import stage_health
+
     last_print = 0.0
     seen = 0
     while not stop.is_set():
@@ -157,13 +171,23 @@ def _watch(args: argparse.Namespace, procs, probe, feeder: _Feeder, stop: thread
             rate = sum(m.get("tweets_per_second", 0.0) for m in metrics)
             lag = sum(m.get("consumer_lag_total", 0) for m in metrics)
             s = feeder.ingest.summary
-            print(f"\n[{time.monotonic() - started:6.1f}s] produced {s.produced}  "
-                  f"rejected {s.rejected}  stored {stored}{_skipped_note(probe)}  tagger {rate:.0f} tweets/s  "
-                  f"lag {lag}  tagger dead letters {tagged_dead}")
-            print(format_table(probe.top(args.top)), flush=True)
+            view.update(f"[{time.monotonic() - started:6.1f}s] produced {s.produced}  "
+                        f"rejected {s.rejected}  stored {stored}{_skipped_note(probe)}  tagger {rate:.0f} tweets/s  "
+                        f"lag {lag}  tagger dead letters {tagged_dead}",
+                        stage_health(procs), probe.top(args.top))
         if args.limit is not None and finished:
             break
     return 0
+
+
+def _await_sink(procs, timeout_s: float = 30.0):
+    """Every stage's health once the sink answers on its port (it starts beside the workers)."""
+    from tweetner.up_status import stage_health
+
+    deadline = time.monotonic() + timeout_s
+    while procs.sink_health() is None and time.monotonic() < deadline and not procs.check_alive():
+        time.sleep(0.3)
+    return stage_health(procs)
 
 
 def _start_dashboard(args: argparse.Namespace, env: dict[str, str]):
@@ -223,6 +247,9 @@ def run_up(args: argparse.Namespace) -> int:
         procs.start()
         print(f"tagger x{args.workers} and sink starting (logs in {log_dir}/) ...", flush=True)
         procs.wait_ready()
+        from tweetner.up_status import health_line
+
+        print(health_line(_await_sink(procs)), flush=True)
         print("pipeline ready; ingesting" + (f" {args.limit} tweets" if args.limit else "")
               + " (Ctrl-C stops)", flush=True)
         feeder.start()
