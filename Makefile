@@ -71,5 +71,12 @@ train-default: install
 baseline: install
 	$(BIN)/python -m recipes.baseline --train ../shared/data/wnut16/train.conll --dev ../shared/data/wnut16/dev.conll $(ARGS)
 
+# Validates docker-compose.yml with every profile: `docker compose` (v2), else docker-compose.
+COMPOSE_PROFILES_ALL := --profile gpu --profile cpu --profile monitoring
 compose-check:
-	docker-compose -f docker-compose.yml config -q
+	@if docker compose version >/dev/null 2>&1; then \
+		docker compose -f docker-compose.yml $(COMPOSE_PROFILES_ALL) config -q; \
+	elif command -v docker-compose >/dev/null 2>&1; then \
+		docker-compose -f docker-compose.yml $(COMPOSE_PROFILES_ALL) config -q; \
+	else echo "compose-check: neither \`docker compose\` nor docker-compose is installed" >&2; exit 1; fi
+	@echo "docker-compose.yml is valid (profiles gpu, cpu, monitoring)"
