@@ -44,6 +44,9 @@ def serve(args_host: str | None = None, args_port: int | None = None, *,
 
 
 def run_dashboard(args: argparse.Namespace) -> int:
+    from tweetner.stack_cli import _quiet_clients
+
+    _quiet_clients()  # the Kafka figures' clients log every connection at INFO
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

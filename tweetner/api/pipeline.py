@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from datetime import datetime, timezone
 
 from sqlalchemy import Engine, text
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 # Above this many rows the stored total is PostgreSQL's estimate: an exact count scans the table.
 _EXACT_COUNT_LIMIT = 1_000_000
 _RECENT_DEAD_LETTERS = 5
+RATE_WINDOW_S = 60.0
 
 
 def store_status(engine: Engine) -> StoreStatus:
@@ -57,7 +59,7 @@ def store_status(engine: Engine) -> StoreStatus:
 class KafkaMonitor:
     """Offsets of the pipeline's topics and groups, sampled at most every ``poll_s`` seconds.
 
-    Rates are the change in a topic's end offsets between two samples. The clients are made on
+    Rates are the change in a topic's end offsets over the samples of the last minute. The clients are made on
     first use and remade after a failure, so a broker that comes later is picked up.
     """
 
@@ -72,7 +74,9 @@ class KafkaMonitor:
         self._admin = None
         self._last: KafkaStatus | None = None
         self._last_at = 0.0
-        self._previous: tuple[float, int, int] | None = None  # (time, ingested, tagged)
+        # (time, ingested, tagged) samples of the last RATE_WINDOW_S: taggers produce whole
+        # batches, so a rate over two close samples would swing between 0 and a burst.
+        self._samples: deque[tuple[float, int, int]] = deque()
 
     def status(self) -> KafkaStatus:
         with self._lock:
@@ -143,12 +147,14 @@ class KafkaMonitor:
 
         ingested, tagged = total(self.topics.tweets), total(self.topics.tagged)
         now = time.monotonic()
+        while self._samples and now - self._samples[0][0] > RATE_WINDOW_S:
+            self._samples.popleft()
         ingested_rate = tagged_rate = None
-        if self._previous is not None and now > self._previous[0]:
-            dt = now - self._previous[0]
-            ingested_rate = max(0, ingested - self._previous[1]) / dt
-            tagged_rate = max(0, tagged - self._previous[2]) / dt
-        self._previous = (now, ingested, tagged)
+        if self._samples and now > self._samples[0][0]:
+            then, ingested_then, tagged_then = self._samples[0]
+            ingested_rate = max(0, ingested - ingested_then) / (now - then)
+            tagged_rate = max(0, tagged - tagged_then) / (now - then)
+        self._samples.append((now, ingested, tagged))
         lags = []
         for group, topic in self.groups.items():
             # One group per request: brokers before OffsetFetch v8 (Tansu) take one at a time.
