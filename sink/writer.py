@@ -3,7 +3,8 @@
 Everything for one batch happens in one transaction, in a fixed number of statements whatever
 the batch size: each step sends its rows as one array per column and unnests them in SQL
 (``INSERT ... SELECT FROM unnest(...)``), so a batch of 500 tweets costs the same few round
-trips as a batch of one. Trend buckets change only when a tweet's
+trips as a batch of one. A column travels as one JSON array (the json module's C encoder): the
+driver's own adaptation of Python lists quotes element by element, at about ten times the CPU. Trend buckets change only when a tweet's
 current state changes (new tweet, a record with another model version, or a correction: another
 text ingested later, see :func:`replaces`): that state lives in the tweets row, which is locked
 for the duration, so replays, duplicates and concurrent writers (the live sink beside a replay)
@@ -11,8 +12,10 @@ can never count a mention twice.
 """
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
+from functools import lru_cache
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Iterable, Sequence
@@ -23,6 +26,10 @@ from sink.normalize import normalize_entity
 from contracts.messages import TaggedTweet
 
 log = logging.getLogger(__name__)
+
+# Entities repeat (a stream's trending names are a few thousand at any time) and normalising one
+# (NFKC, edge and possessive stripping) costs more than storing its row: remember recent ones.
+_normalized = lru_cache(maxsize=65_536)(normalize_entity)
 
 
 @dataclass(frozen=True, order=True)
@@ -76,7 +83,7 @@ def _mention_rows(rec: TaggedTweet) -> list[tuple]:
         if key in seen:
             continue
         seen.add(key)
-        rows.append((rec.id, rec.model_version, e.start, e.end, e.text, normalize_entity(e.text),
+        rows.append((rec.id, rec.model_version, e.start, e.end, e.text, _normalized(e.text),
                      e.label, float(e.score)))
     return rows
 
@@ -86,10 +93,27 @@ def _tweet_row(rec: TaggedTweet) -> tuple:
             rec.model_name, rec.model_version)
 
 
-def _columns(rows: Sequence[tuple], names: Sequence[str]) -> dict[str, list]:
-    """Rows as one list per column: the parameters of an unnest() statement."""
+def _json_value(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not a column value")
+
+
+def _array(values: Iterable[object]) -> str:
+    """One column as the JSON text :func:`_sql_array` turns back into a PostgreSQL array."""
+    return json.dumps(list(values), ensure_ascii=False, default=_json_value)
+
+
+def _columns(rows: Sequence[tuple], names: Sequence[str]) -> dict[str, str]:
+    """Rows as one array per column: the parameters of an unnest() statement."""
     columns = list(zip(*rows)) if rows else [()] * len(names)
-    return {name: list(col) for name, col in zip(names, columns)}
+    return {name: _array(col) for name, col in zip(names, columns)}
+
+
+def _sql_array(name: str, type_: str) -> str:
+    # In array order (WITH ORDINALITY), so the columns of one row stay together in unnest().
+    return (f"ARRAY(SELECT CAST(e AS {type_}) FROM json_array_elements_text(CAST(:{name} AS json))"
+            f" WITH ORDINALITY AS a(e, i) ORDER BY i)")
 
 
 _TWEET_COLUMNS = ("id", "text", "created_at", "user_name", "lang", "ingested_at", "tagged_at",
@@ -102,7 +126,7 @@ _MENTION_TYPES = ("text", "text", "int", "int", "text", "text", "text", "float8"
 
 
 def _unnest(names: Sequence[str], types: Sequence[str]) -> str:
-    return "unnest(" + ", ".join(f"CAST(:{n} AS {t}[])" for n, t in zip(names, types)) + ")"
+    return "unnest(" + ", ".join(_sql_array(n, t) for n, t in zip(names, types)) + ")"
 
 
 _INSERT_TWEETS = text(
@@ -111,7 +135,7 @@ _INSERT_TWEETS = text(
     "ON CONFLICT (id) DO NOTHING RETURNING id")
 _LOCK_TWEETS = text(
     "SELECT id, text, ingested_at, model_version, created_at FROM tweets "
-    "WHERE id = ANY(CAST(:ids AS text[])) ORDER BY id FOR UPDATE")
+    f"WHERE id = ANY({_sql_array('ids', 'text')}) ORDER BY id FOR UPDATE")
 _CORRECT_TWEETS = text(
     "UPDATE tweets t SET text = u.text, created_at = u.created_at, user_name = u.user_name, "
     "lang = u.lang, ingested_at = u.ingested_at, tagged_at = u.tagged_at, "
@@ -123,7 +147,7 @@ _SWITCH_TWEETS = text(
     "tagged_at = u.tagged_at FROM "
     f"{_unnest(('id', 'model_version', 'model_name', 'tagged_at'), ('text', 'text', 'text', 'timestamptz'))}"
     " AS u(id, model_version, model_name, tagged_at) WHERE t.id = u.id")
-_DELETE_MENTIONS = text("DELETE FROM mentions WHERE tweet_id = ANY(CAST(:ids AS text[]))")
+_DELETE_MENTIONS = text(f"DELETE FROM mentions WHERE tweet_id = ANY({_sql_array('ids', 'text')})")
 _INSERT_MENTIONS = text(
     f"INSERT INTO mentions ({', '.join(_MENTION_COLUMNS)}) "
     f"SELECT * FROM {_unnest(_MENTION_COLUMNS, _MENTION_TYPES)} "
@@ -132,7 +156,7 @@ _INSERT_MENTIONS = text(
 _STORED_MENTIONS = text(
     "SELECT tweet_id, model_version, label, normalized FROM mentions "
     "WHERE (tweet_id, model_version) IN "
-    "(SELECT * FROM unnest(CAST(:tweet_id AS text[]), CAST(:model_version AS text[])))")
+    f"(SELECT * FROM {_unnest(('tweet_id', 'model_version'), ('text', 'text'))})")
 _BUCKET_COLUMNS = ("bucket_start", "label", "entity", "count")
 _BUCKET_TYPES = ("timestamptz", "text", "text", "bigint")
 
@@ -223,7 +247,7 @@ def write_batch(conn: Connection, records: Sequence[TaggedTweet]) -> WriteResult
     stored: dict[str, tuple[Revision, datetime]] = {}
     if existing:
         stored = {r.id: (Revision(r.text, r.ingested_at or _NEVER, r.model_version), r.created_at)
-                  for r in conn.execute(_LOCK_TWEETS, {"ids": existing})}
+                  for r in conn.execute(_LOCK_TWEETS, {"ids": _array(existing)})}
 
     final: dict[str, TaggedTweet] = {i: first_winner[i] for i in inserted_ids}
     # (tweet, version) pairs whose mentions leave / enter the trend counts, with the bucket time.
@@ -258,7 +282,7 @@ def write_batch(conn: Connection, records: Sequence[TaggedTweet]) -> WriteResult
         # trend contributions leave now, before the rows go.
         _count_stored_mentions(conn, {k: (b, -1) for k, b in leaving.items() if k[0] in corrected},
                                counts)
-        conn.execute(_DELETE_MENTIONS, {"ids": sorted(corrected)})
+        conn.execute(_DELETE_MENTIONS, {"ids": _array(sorted(corrected))})
         conn.execute(_CORRECT_TWEETS, _columns([_tweet_row(final[t]) for t in sorted(corrected)],
                                                _TWEET_COLUMNS))
 
@@ -300,8 +324,8 @@ def _count_stored_mentions(conn: Connection, pairs: dict[tuple[str, str], tuple[
     if not pairs:
         return
     keys = list(pairs)
-    for tid, version, label, normalized in conn.execute(_STORED_MENTIONS, {
-            "tweet_id": [k[0] for k in keys], "model_version": [k[1] for k in keys]}):
+    for tid, version, label, normalized in conn.execute(
+            _STORED_MENTIONS, _columns(keys, ("tweet_id", "model_version"))):
         if normalized:
             bucket, sign = pairs[(tid, version)]
             counts[(minute_of(bucket), label, normalized)] += sign

@@ -72,7 +72,10 @@ def add_bench_commands(sub: argparse._SubParsersAction) -> None:
                        help="files or directories (default: the synthetic stream)")
     bench.add_argument("--limit", type=int, default=2000, help="tweets to push through")
     bench.add_argument("--batch-size", type=int, default=None, help="tagger batch size")
-    bench.add_argument("--workers", type=int, default=1, help="tagger workers")
+    bench.add_argument("--workers", type=int, nargs="+", default=[1],
+                       help="tagger workers; several counts (--workers 1 2) are measured in turn")
+    bench.add_argument("--stand-in", action="store_true",
+                       help="a model that costs nothing (tagger.stand_in): the pipeline's own cost")
     bench.add_argument("--state-dir", default=None)
     bench.add_argument("--timeout", type=float, default=600.0, help="give up after this many s")
     bench.set_defaults(func=run_bench_pipeline)
