@@ -2,8 +2,9 @@
 
 Each check returns a :class:`Finding`; nothing here changes the machine. Servers are checked
 only at the address the environment names (``DATABASE_URL``, ``REDIS_URL``, ``KAFKA_BOOTSTRAP``);
-where a variable is unset the default address is tried and a miss is reported as a note, not a
-failure, since `tweetner up` starts its own embedded servers.
+where a variable is unset, the running embedded stack's address (``.state/stack.json``, as the
+other commands find it) or else the default address is tried, and a miss at the default is
+reported as a note, not a failure, since `tweetner up` starts its own embedded servers.
 """
 from __future__ import annotations
 
@@ -104,9 +105,58 @@ def _reach(host: str, port: int, timeout_s: float) -> str | None:
         return exc.strerror or str(exc)
 
 
+@dataclass(frozen=True)
+class EmbeddedStack:
+    """What the embedded stack's state dir says (tweetner.stack's stack file): the URLs a
+    running `tweetner up`/`tweetner stack` serves, or that one ran there and is stopped."""
+
+    state_dir: str
+    serving: dict[str, str]
+    pid: int | None
+    # Stopped, with PostgreSQL data that the database commands start for themselves.
+    stopped_with_data: bool = False
+
+    @property
+    def origin(self) -> str:
+        return f"the embedded stack in {self.state_dir}/, pid {self.pid}"
+
+
+def find_embedded_stack(env: Mapping[str, str]) -> EmbeddedStack | None:
+    from tweetner.stack import (DEFAULT_STATE_DIR, StackError, _pid_alive, embedded_postgres,
+                                read_state_file)
+
+    root = env.get("TWEETNER_STATE_DIR") or DEFAULT_STATE_DIR
+    try:
+        recorded = read_state_file(root)
+    except StackError:
+        return None
+    if not recorded:
+        return None
+    pid = recorded.get("pid")
+    if _pid_alive(pid):
+        return EmbeddedStack(root, dict(recorded.get("env", {})), pid)
+    has_data = (embedded_postgres(root).data_dir / "PG_VERSION").exists()
+    return EmbeddedStack(root, {}, None, stopped_with_data=has_data)
+
+
 def _server(what: str, variable: str, env: Mapping[str, str], default: str,
-            probe: Callable[[str], str | None]) -> Finding:
+            probe: Callable[[str], str | None], stack: EmbeddedStack | None = None) -> Finding:
     configured = variable in env
+    if not configured and stack is not None and stack.stopped_with_data and variable == "DATABASE_URL":
+        # What `tweetner trends`/`replay`/`sink` would use (tweetner.stack.find_served_state).
+        return Finding(NOTE, what, f"DATABASE_URL is not set: the database commands use the "
+                                   f"embedded stack in {stack.state_dir}/, stopped with its data "
+                                   "kept (`tweetner trends` starts its PostgreSQL by itself, "
+                                   "`tweetner stack` serves it)")
+    if not configured and stack is not None and stack.serving.get(variable):
+        # No variable set: commands use the running embedded stack's servers (tweetner.cli).
+        address = stack.serving[variable]
+        problem = probe(address)
+        if problem is None:
+            return Finding(OK, what, f"reachable at {_redact(address)} ({stack.origin})")
+        return Finding(FAIL, what, f"{variable} is not set and {stack.origin} names "
+                                   f"{_redact(address)}, where {problem}; restart it "
+                                   f"(`tweetner stack`) or set {variable}")
     address = env.get(variable, default)
     problem = probe(address)
     if problem is None:
@@ -189,9 +239,10 @@ def run_checks(env: Mapping[str, str], model_dir: str | None = None) -> Iterator
     yield check_torch()
     yield check_cpu()
     yield check_model(model_dir)
-    yield _server("postgres", "DATABASE_URL", env, defaults.database_url, _probe_postgres)
-    yield _server("redis", "REDIS_URL", env, defaults.redis_url, _probe_redis)
-    yield _server("kafka", "KAFKA_BOOTSTRAP", env, DEFAULT_BOOTSTRAP, _probe_kafka)
+    stack = find_embedded_stack(env)
+    yield _server("postgres", "DATABASE_URL", env, defaults.database_url, _probe_postgres, stack)
+    yield _server("redis", "REDIS_URL", env, defaults.redis_url, _probe_redis, stack)
+    yield _server("kafka", "KAFKA_BOOTSTRAP", env, DEFAULT_BOOTSTRAP, _probe_kafka, stack)
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
