@@ -232,20 +232,30 @@ class _PipelineRun:
 
         Until the table has grown by as many rows, only its row count is polled: looking up
         20,000 ids five times a second would cost PostgreSQL more than storing them does."""
+        from tqdm import tqdm
+
         before = self.probe.stored
         self.probe.expect(ids)
         rows = self._rows()
         self.probe.poll()
         target = rows + self.probe.pending
-        while self.probe.pending and time.monotonic() < self.deadline:
-            dead = self.procs.check_alive()
-            if dead:
-                raise RuntimeError(f"{dead} exited; logs in {self.procs.log_dir}")
-            time.sleep(0.2)
-            rows = self._rows()
-            if rows >= target:
-                self.probe.poll()
-                target = rows + self.probe.pending
+        # On a terminal only (disable=None): a long run shows how far the sink has got.
+        bar = tqdm(total=len(ids), unit=" tweets", desc="stored", file=sys.stderr, leave=False,
+                   disable=None)
+        first_rows = rows - (self.probe.stored - before)
+        try:
+            while self.probe.pending and time.monotonic() < self.deadline:
+                dead = self.procs.check_alive()
+                if dead:
+                    raise RuntimeError(f"{dead} exited; logs in {self.procs.log_dir}")
+                time.sleep(0.2)
+                rows = self._rows()
+                bar.update(min(len(ids), rows - first_rows) - bar.n)
+                if rows >= target:
+                    self.probe.poll()
+                    target = rows + self.probe.pending
+        finally:
+            bar.close()
         return self.probe.stored - before
 
     def close(self) -> None:
