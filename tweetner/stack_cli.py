@@ -52,8 +52,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "tagger", aliases=["worker"], help="run a Faust tagger worker (tweets -> tagged topic)",
         description="Consume the tweets topic in micro-batches, tag them with the model and produce "
                     "to the tagged topic (bad records to the dead-letter topic). Configured by "
-                    "KAFKA_BOOTSTRAP, TAGGER_* (see docs/pipeline.md); health and metrics JSON on "
-                    "http://TAGGER_WEB_HOST:TAGGER_WEB_PORT/health/ and /metrics/.")
+                    "KAFKA_BOOTSTRAP, TAGGER_* (see docs/pipeline.md); on "
+                    "http://TAGGER_WEB_HOST:TAGGER_WEB_PORT: /health, /metrics (Prometheus) "
+                    "and /metrics.json.")
     tagger.add_argument("--batch-size", type=int, default=None, help="max tweets per batch")
     tagger.add_argument("--within", type=float, default=None, help="max seconds to fill a batch")
     tagger.add_argument("--model-dir", default=None, help="model directory (default: shipped)")
