@@ -25,7 +25,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     dash.set_defaults(func=run_dashboard)
 
 
-def serve(args_host: str | None = None, args_port: int | None = None, *,
+def serve(host: str | None = None, port: int | None = None, *,
           use_cache: bool = True, env: dict[str, str] | None = None):
     """The started :class:`ApiServer` over the servers ``env`` (default os.environ) names."""
     from sink.settings import SinkSettings
@@ -34,7 +34,7 @@ def serve(args_host: str | None = None, args_port: int | None = None, *,
     from tweetner.api.settings import ApiSettings
 
     env = dict(os.environ if env is None else env)
-    overrides = {k: v for k, v in {"host": args_host, "port": args_port}.items() if v is not None}
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     api = ApiSettings.from_env(env, **overrides)
     app = create_app(SinkSettings.from_env(env), api, use_cache=use_cache,
                      kafka_bootstrap=env.get("KAFKA_BOOTSTRAP") or None)
