@@ -116,6 +116,7 @@ class IngestService:
                 retries=2**31 - 1,
                 max_in_flight_requests_per_connection=5,
                 linger_ms=s.linger_ms,
+                batch_size=s.batch_bytes,
                 delivery_timeout_ms=int(s.delivery_timeout_s * 1000),
                 # kafka-python wants delivery_timeout > linger + request_timeout.
                 request_timeout_ms=min(30_000, int(s.delivery_timeout_s * 1000) - s.linger_ms - 1),

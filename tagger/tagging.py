@@ -8,6 +8,7 @@ tweet so that one poisonous text becomes one dead letter instead of sinking its 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
@@ -15,7 +16,7 @@ from typing import Protocol, Sequence
 from pydantic import ValidationError
 
 from contracts.decoding import decode_records, short_error
-from contracts.messages import DeadLetter, Entity, KafkaRecord, TaggedTweet, Tweet
+from contracts.messages import DeadLetter, Entity, KafkaRecord, TaggedTweet, Tweet, utcnow
 from contracts.validation import MAX_ENTITY_CHARS
 
 log = logging.getLogger(__name__)
@@ -48,9 +49,14 @@ class TaggedBatch:
     model_seconds: float = 0.0
 
 
-def entities_in(text: str, mentions: Sequence[Mention]) -> list[Entity]:
+def entities_in(text: str, mentions: Sequence[Mention],
+                labels: set[str] | None = None) -> list[Entity]:
     """The model's mentions as wire entities; a span outside the text is dropped (it would
-    corrupt every offset-based query downstream)."""
+    corrupt every offset-based query downstream).
+
+    Validated once: an entity's text is a slice of the already validated tweet text, so once
+    its span and score are checked only the label is new, and ``labels`` remembers the labels
+    that passed the full validation (a model has a handful), so the rest are built as is."""
     out = []
     for m in mentions:
         start, end = int(m.start), int(m.end)
@@ -61,8 +67,14 @@ def entities_in(text: str, mentions: Sequence[Mention]) -> list[Entity]:
             # Longer than a trend key may be; dropping the span keeps the tweet storable.
             log.warning("dropping a %d-char span (limit %d)", end - start, MAX_ENTITY_CHARS)
             continue
-        out.append(Entity(start=start, end=end, text=text[start:end], label=str(m.label),
-                          score=float(m.score)))
+        label, score = str(m.label), float(m.score)
+        if labels is not None and label in labels and math.isfinite(score):
+            out.append(Entity.model_construct(start=start, end=end, text=text[start:end],
+                                              label=label, score=score))
+            continue
+        out.append(Entity(start=start, end=end, text=text[start:end], label=label, score=score))
+        if labels is not None:
+            labels.add(label)
     return out
 
 
@@ -97,15 +109,25 @@ def tag_records(records: Sequence[KafkaRecord], model: TextTagger, stage: str) -
     started = time.perf_counter()
     results = _predict_isolating(model, [tweet.text for _, tweet in parsed])
     batch.model_seconds = time.perf_counter() - started
+    labels: set[str] = set()
+    # The tweet was validated when parsed and the model's name and version are the same for
+    # the whole batch: one full validation, then the rest is assembled from validated parts.
+    checked = False
     for (rec, tweet), mentions in zip(parsed, results):
         if isinstance(mentions, BaseException):
             batch.dead.append((rec, DeadLetter.for_record(
                 stage, f"model error: {short_error(mentions)}", rec)))
             continue
         try:
-            batch.tagged.append((rec, TaggedTweet(
-                **tweet.model_dump(), entities=entities_in(tweet.text, mentions),
-                model_name=model.model_name, model_version=model.model_version)))
+            entities = entities_in(tweet.text, mentions, labels)
+            fields = dict(tweet, entities=entities, model_name=model.model_name,
+                          model_version=model.model_version)
+            if checked:
+                out = TaggedTweet.model_construct(**fields, tagged_at=utcnow())
+            else:
+                out = TaggedTweet(**fields)
+                checked = True
+            batch.tagged.append((rec, out))
         except (ValidationError, ValueError, TypeError, AttributeError) as exc:
             batch.dead.append((rec, DeadLetter.for_record(
                 stage, f"bad model output: {short_error(exc)}", rec)))

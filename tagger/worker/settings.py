@@ -43,6 +43,9 @@ class AgentSettings(StageSettings):
     # brokers that do not answer on the first byte), and how long the producer lingers to batch.
     fetch_max_wait_ms: int = Field(100, validation_alias="TAGGER_FETCH_MAX_WAIT_MS", ge=0)
     producer_linger_ms: float = Field(5.0, validation_alias="TAGGER_PRODUCER_LINGER_MS", ge=0)
+    # Bytes per produce request and partition: a batch's outputs leave in a few large requests
+    # rather than many 16 KiB ones (Faust's default), each of which costs the broker a round.
+    producer_batch_bytes: int = Field(262_144, validation_alias="TAGGER_PRODUCER_BATCH_BYTES", gt=0)
     # Sends of one batch are retried this long (with backoff) before the worker gives up and exits
     # without acking the batch, so that a restarted worker re-processes it.
     send_timeout_s: float = Field(300.0, validation_alias="TAGGER_SEND_TIMEOUT_S", gt=0)
