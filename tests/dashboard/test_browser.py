@@ -7,6 +7,8 @@ import re
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
+import pytest
+
 from sink.cache import TrendCache
 from sink.store import TrendStore
 from tests.sink.streams import tagged
@@ -19,6 +21,7 @@ def _stream(prefix: str, n: int, entities: list[tuple[str, str]]) -> list:
     return [tagged(f"{prefix}{i}", now, entities) for i in range(n)]
 
 
+@pytest.mark.timeout(1500)  # the first browser test may install chromium first
 def test_dashboard_shows_stored_entities_and_updates_live(page, api, engine, api_settings,
                                                           redis_client) -> None:
     from playwright.sync_api import expect
