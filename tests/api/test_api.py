@@ -194,3 +194,18 @@ def test_dashboard_page_is_served_and_needs_no_network(api: Client) -> None:
         # Offline: nothing is fetched from anywhere but this server.
         assert "http" not in reply.body.replace("http://www.w3.org/2000/svg", "")
     assert "http" not in page.body
+
+
+def test_tag_with_a_model_that_cannot_load_is_a_503_naming_it(api_settings, session_engine,
+                                                              tmp_path) -> None:
+    from tweetner.api.tagging import default_factory
+
+    missing = str(tmp_path / "no-model-here")
+    server = serve(api_settings, tagger_factory=default_factory(missing, "cpu", None))
+    try:
+        reply = Client(server.url).post("/tag", {"texts": ["Paris"]})
+    finally:
+        server.stop()
+    assert reply.status == 503
+    assert reply.body["detail"].startswith("cannot load the model for /tag (")
+    assert "TAGGER_MODEL_DIR" in reply.body["detail"] and "\n" not in reply.body["detail"]

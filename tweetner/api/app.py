@@ -28,7 +28,7 @@ from tweetner.api.pipeline import KafkaMonitor, store_status
 from tweetner.api.schemas import (PipelineResponse, TagRequest, TagResponse, TimelineBucket,
                                   TimelineResponse, TrendEntry, TrendsResponse)
 from tweetner.api.settings import ApiSettings
-from tweetner.api.tagging import LazyTagger, TaggerFactory, default_factory
+from tweetner.api.tagging import LazyTagger, ModelUnavailable, TaggerFactory, default_factory
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,10 @@ def create_app(sink_settings: SinkSettings | None = None, api_settings: ApiSetti
     async def database_unavailable(_: Request, exc: DBAPIError) -> JSONResponse:
         return JSONResponse({"detail": _database_error(exc)}, status_code=503)
 
+    @app.exception_handler(ModelUnavailable)
+    async def model_unavailable(_: Request, exc: ModelUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+
     @app.middleware("http")
     async def limit_tag_body(request: Request, call_next):
         # Refused before the body is read: the per-text limits below only see parsed JSON.
@@ -101,6 +105,7 @@ def create_app(sink_settings: SinkSettings | None = None, api_settings: ApiSetti
 
     @app.post("/tag", response_model=TagResponse, summary="tag texts (one batch)",
               responses={413: {"description": "too many texts or a text too long"},
+                         503: {"description": "the model could not be loaded"},
                          422: {"description": "a text PostgreSQL or UTF-8 cannot hold"}})
     def tag(body: TagRequest) -> TagResponse:
         if not body.texts:

@@ -29,6 +29,10 @@ def default_factory(model_dir: str | None, device: str | None,
     return load
 
 
+class ModelUnavailable(RuntimeError):
+    """The model for /tag could not be loaded; the message says which and why, on one line."""
+
+
 class LazyTagger:
     """Loads once, on first use, and runs one batch at a time: the model is not thread-safe and
     two batches at once would only compete for the same cores."""
@@ -46,7 +50,13 @@ class LazyTagger:
         with self._lock:
             if self._model is None:
                 log.info("loading the model for /tag")
-                self._model = self._factory()
+                try:
+                    self._model = self._factory()
+                except Exception as exc:  # noqa: BLE001 - any load failure: say which and why
+                    first = str(exc).strip().splitlines()
+                    raise ModelUnavailable(
+                        f"cannot load the model for /tag ({first[0] if first else type(exc).__name__}); "
+                        "fix TAGGER_MODEL_DIR or leave it unset for the shipped model") from exc
             model = self._model
             found: list[list[Mention]] = list(model.predict(list(texts)))
         if len(found) != len(texts):
