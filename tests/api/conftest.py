@@ -56,7 +56,8 @@ def _decode(raw: bytes, headers: Any) -> Any:
 
 
 def serve(settings: SinkSettings, **kwargs: Any) -> ApiServer:
-    api = ApiSettings.from_env({}, port=0, max_batch=4, max_text_chars=300, kafka_poll_s=0.2)
+    api = ApiSettings.from_env({}, port=0, max_batch=4, max_text_chars=300, kafka_poll_s=0.2,
+                              store_poll_s=0)
     server = ApiServer(create_app(settings, api, **kwargs), port=0)
     server.start()
     return server

@@ -24,7 +24,7 @@ from sink.cache import TrendCache
 from sink.db import make_engine
 from sink.normalize import normalize_entity
 from sink.settings import SinkSettings
-from tweetner.api.pipeline import KafkaMonitor, store_status
+from tweetner.api.pipeline import KafkaMonitor, StoreMonitor
 from tweetner.api.schemas import (PipelineResponse, TagRequest, TagResponse, TimelineBucket,
                                   TimelineResponse, TrendEntry, TrendsResponse)
 from tweetner.api.settings import ApiSettings
@@ -66,6 +66,7 @@ def create_app(sink_settings: SinkSettings | None = None, api_settings: ApiSetti
     engine = make_engine(sink_settings)
     cache = TrendCache(sink_settings, engine) if use_cache else None
     tagger = LazyTagger(tagger_factory or default_factory(api.model_dir, api.device, api.precision))
+    store = StoreMonitor(engine, api.store_poll_s)
     kafka = (KafkaMonitor(kafka_bootstrap, sink_settings.topics,
                           {api.tagger_group: sink_settings.topics.tweets,
                            sink_settings.sink_group: sink_settings.topics.tagged},
@@ -175,7 +176,7 @@ def create_app(sink_settings: SinkSettings | None = None, api_settings: ApiSetti
     @app.get("/pipeline", response_model=PipelineResponse,
              summary="stored rates and latency; ingest/tag rates, lag and dead letters")
     def get_pipeline() -> PipelineResponse:
-        return PipelineResponse(at=datetime.now(timezone.utc), store=store_status(engine),
+        return PipelineResponse(at=datetime.now(timezone.utc), store=store.status(),
                                 kafka=kafka.status() if kafka is not None else None)
 
     @app.get("/health", summary="200 when PostgreSQL answers")

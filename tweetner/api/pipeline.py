@@ -56,6 +56,25 @@ def store_status(engine: Engine) -> StoreStatus:
         per_minute=[StoredRate(minute=r.minute, stored=int(r.stored)) for r in per_minute])
 
 
+class StoreMonitor:
+    """:func:`store_status`, computed at most every ``poll_s`` seconds for all clients: the
+    tweets table has no index on ``stored_at``, so each computation scans it (cheap for a
+    demo's table, not for months of tweets; every open dashboard polls)."""
+
+    def __init__(self, engine: Engine, poll_s: float = 2.0) -> None:
+        self.engine = engine
+        self.poll_s = poll_s
+        self._lock = threading.Lock()
+        self._last: StoreStatus | None = None
+        self._last_at = 0.0
+
+    def status(self) -> StoreStatus:
+        with self._lock:
+            if self._last is None or time.monotonic() - self._last_at >= self.poll_s:
+                self._last, self._last_at = store_status(self.engine), time.monotonic()
+            return self._last
+
+
 class KafkaMonitor:
     """Offsets of the pipeline's topics and groups, sampled at most every ``poll_s`` seconds.
 

@@ -24,6 +24,8 @@ class ApiSettings(StageSettings):
     # Kafka figures are read at most this often; each dashboard refresh would otherwise cost a
     # round of broker requests.
     kafka_poll_s: float = Field(2.0, validation_alias="TWEETNER_API_KAFKA_POLL_S", gt=0)
+    # The stored-tweets figures scan recent rows of the tweets table; at most this often.
+    store_poll_s: float = Field(2.0, validation_alias="TWEETNER_API_STORE_POLL_S", ge=0)
 
     @property
     def max_body_bytes(self) -> int:
