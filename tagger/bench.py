@@ -1,4 +1,8 @@
-"""`tweetner bench tagger`: tweets/s, tokens/s and batch latency on raw tweets."""
+"""`tweetner bench tagger`: tweets/s, tokens/s and batch latency on raw tweets, for any backend.
+
+Every model loads through tagger.loading; several ``--model`` options compare backends on the same
+tweets in one run. Timings include word splitting, encoding and decoding (a whole ``predict``).
+"""
 from __future__ import annotations
 
 import glob
@@ -11,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from tagger.inference import NerTagger, default_device
+from tagger.inference import default_device
+from tagger.loading import Tagger, load_tagger, supported_precisions
 
 SHARED_TWEETS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "tweets"
 
@@ -66,7 +71,7 @@ def load_tweets(inputs: list[str] | None, limit: int) -> list[str]:
     return tweets
 
 
-def bench_one(tagger: NerTagger, tweets: list[str], batch_size: int, mode: str) -> BenchRun:
+def bench_one(tagger: Tagger, tweets: list[str], batch_size: int, mode: str) -> BenchRun:
     tagger.predict(tweets[: min(16, len(tweets))])  # warm-up: first-call allocations and kernel choice
     tagger.stats.__init__()
     latencies, entities = [], []
@@ -74,7 +79,7 @@ def bench_one(tagger: NerTagger, tweets: list[str], batch_size: int, mode: str) 
     for i in range(0, len(tweets), batch_size):
         t0 = time.perf_counter()
         found = tagger.predict(tweets[i : i + batch_size])
-        if tagger.device.type == "cuda":
+        if getattr(tagger.device, "type", "cpu") == "cuda":
             torch.cuda.synchronize()
         latencies.append(time.perf_counter() - t0)
         entities += [[(e.start, e.end, e.label) for e in ents] for ents in found]
@@ -82,11 +87,17 @@ def bench_one(tagger: NerTagger, tweets: list[str], batch_size: int, mode: str) 
     return BenchRun(mode, len(tweets), seconds, tagger.stats.text_tokens, tagger.stats.positions, latencies, entities)
 
 
-def _print_run(run: BenchRun) -> None:
+def _print_run(run: BenchRun, name: str = "") -> None:
     s = run.summary()
-    print(f"{s['mode']:<20} {s['tweets_per_second']:>9.1f} tweets/s {s['tokens_per_second']:>10.0f} tokens/s  "
-          f"p50 {s['batch_latency_p50_ms']:>8.1f} ms  p95 {s['batch_latency_p95_ms']:>8.1f} ms  "
-          f"{s['padded_positions_per_tweet']:>7.0f} positions/tweet", flush=True)
+    print(f"{name + ' ' if name else ''}{s['mode']:<20} {s['tweets_per_second']:>9.1f} tweets/s "
+          f"{s['tokens_per_second']:>10.0f} tokens/s  p50 {s['batch_latency_p50_ms']:>8.1f} ms  "
+          f"p95 {s['batch_latency_p95_ms']:>8.1f} ms  {s['padded_positions_per_tweet']:>7.0f} positions/tweet",
+          flush=True)
+
+
+def _models(args) -> list[str | None]:
+    models = args.model if isinstance(args.model, list) else [args.model]
+    return models or [None]
 
 
 def run_bench(args) -> int:
@@ -94,34 +105,49 @@ def run_bench(args) -> int:
     device = args.device or default_device()
     print(f"tagger benchmark: {len(tweets)} tweets, batches of {args.batch_size}, device {device}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
-    if not args.matrix:
-        precision = args.precision
-        tagger = NerTagger.load(args.model, device=device, precision=precision, fixed_padding=args.fixed_padding)
-        mode = f"{tagger.precision}/{'fixed' if args.fixed_padding else 'dynamic'}"
-        run = bench_one(tagger, tweets, args.batch_size, mode)
-        _print_run(run)
+    if args.matrix:
+        if len(_models(args)) > 1:
+            raise ValueError("--matrix compares the modes of one model: give one --model")
+        return _run_matrix(args, tweets, device, _models(args)[0])
+    results = []
+    for model in _models(args):
+        tagger = load_tagger(model, device=device, precision=args.precision, fixed_padding=args.fixed_padding)
+        padding = ("fixed" if args.fixed_padding else "dynamic") if hasattr(tagger, "fixed_padding") else "sorted"
+        run = bench_one(tagger, tweets, args.batch_size, f"{tagger.precision}/{padding}")
+        _print_run(run, f"{tagger.model_name} {tagger.model_version}")
         out = run.summary()
         out.update({"device": device, "precision": tagger.precision, "fixed_padding": args.fixed_padding,
-                    "model_version": tagger.model_version})
-        print(json.dumps(out))
-        return 0
+                    "model": tagger.model_name, "model_version": tagger.model_version, "model_dir": model})
+        results.append(out)
+        del tagger
+    print(json.dumps(results[0] if len(results) == 1 else {"device": device, "tweets": len(tweets),
+                                                           "models": results}))
+    return 0
 
-    precisions = ["fp32", "bf16", "int8"] if device == "cpu" else ["fp32", "bf16", "fp16"]
+
+def _run_matrix(args, tweets: list[str], device: str, model: str | None) -> int:
+    probe = load_tagger(model, device=device, precision="fp32")
+    wanted = ["fp32", "bf16", "int8"] if device == "cpu" else ["fp32", "bf16", "fp16"]
+    precisions = [p for p in wanted if p in supported_precisions(probe)]
+    # Fixed padding is the span-marker reference's shape; only backends that pad that way have it.
+    paddings = (False, True) if hasattr(probe, "fixed_padding") else (False,)
+    del probe
     # Fixed padding runs at a few tweets/s on a CPU: a smaller sample keeps the matrix short.
     fixed_tweets = tweets[: min(len(tweets), 300 if device == "cpu" else len(tweets))]
     runs: dict[str, BenchRun] = {}
-    for fixed in (False, True):
+    for fixed in paddings:
         for precision in precisions:
             if fixed and precision != "fp32" and device == "cpu":
                 continue
-            tagger = NerTagger.load(args.model, device=device, precision=precision, fixed_padding=fixed)
+            tagger = load_tagger(model, device=device, precision=precision, fixed_padding=fixed)
             mode = f"{precision}/{'fixed' if fixed else 'dynamic'}"
             runs[mode] = bench_one(tagger, fixed_tweets if fixed else tweets, args.batch_size, mode)
             _print_run(runs[mode])
     reference = runs["fp32/dynamic"]
-    fixed_ref = runs["fp32/fixed"]
+    fixed_ref = runs.get("fp32/fixed", reference)
     same_fixed = reference.entities[: fixed_ref.tweets] == fixed_ref.entities
-    print(f"fp32 dynamic vs fixed padding: entities identical on {fixed_ref.tweets} tweets: {same_fixed}")
+    if "fp32/fixed" in runs:
+        print(f"fp32 dynamic vs fixed padding: entities identical on {fixed_ref.tweets} tweets: {same_fixed}")
     summary = {"device": device, "tweets": len(tweets), "modes": {}}
     for mode, run in runs.items():
         s = run.summary()
@@ -136,7 +162,7 @@ def run_bench(args) -> int:
 
         sentences, _ = read_conll(args.dev)
         for precision in precisions:
-            tagger = NerTagger.load(args.model, device=device, precision=precision)
+            tagger = load_tagger(model, device=device, precision=precision)
             f1 = evaluate(tagger, sentences).scores.f1
             summary["modes"][f"{precision}/dynamic"]["dev_f1"] = round(f1, 4)
             print(f"dev F1 {precision}: {f1:.4f}", flush=True)

@@ -255,9 +255,13 @@ def _train(args) -> int:
     if args.init_model:
         _check_model(args.init_model)
     if args.arch != "span-marker":
-        from tagger.backends.training_cli import train_word_tagger
+        from tagger.backends.training_cli import TrainingOptionError, train_word_tagger
+        from tagger.corpora import CorpusError
 
-        print(json.dumps(train_word_tagger(args, TRAIN_DEFAULTS)))
+        try:
+            print(json.dumps(train_word_tagger(args, TRAIN_DEFAULTS)))
+        except (TrainingOptionError, CorpusError) as exc:
+            raise UsageProblem(str(exc)) from None
         return 0
 
     targs = TrainingArgs(

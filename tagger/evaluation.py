@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from tagger.conll import Sentence, spans_from_iob2
-from tagger.inference import NerTagger
 from tagger.metrics import EntityScores, score_entities
+
+if TYPE_CHECKING:
+    from tagger.loading import Tagger
 
 
 @dataclass
@@ -27,7 +29,7 @@ def gold_spans(sentences: Sequence[Sentence]) -> list[set[tuple[int, int, str]]]
     return [{(s.start, s.end, s.label) for s in spans_from_iob2(sent.tags)} for sent in sentences]
 
 
-def evaluate(tagger: NerTagger, sentences: Sequence[Sentence], batch_sentences: int = 256,
+def evaluate(tagger: "Tagger", sentences: Sequence[Sentence], batch_sentences: int = 256,
              progress: Callable[[int], object] | None = None) -> Evaluation:
     """Scores over ``sentences``; ``progress(n)`` is told each time n more are tagged."""
     started = time.perf_counter()

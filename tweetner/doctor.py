@@ -82,12 +82,12 @@ def check_cpu(flags: set[str] | None = None) -> Finding:
 
 def check_model(model_dir: str | None = None) -> Finding:
     try:
-        from tagger.inference import NerTagger
+        from tagger.loading import load_tagger
     except ImportError as exc:
         return Finding(FAIL, "model", f"the tagger cannot be imported ({exc}): `make install`")
     started = time.monotonic()
     try:
-        tagger = NerTagger.load(model_dir, device="cpu", precision="fp32")
+        tagger = load_tagger(model_dir, device="cpu", precision="fp32")
         found = tagger.predict(["Taylor Swift played in London tonight"])[0]
     except Exception as exc:  # noqa: BLE001 - any failure to load is the finding
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

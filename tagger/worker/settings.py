@@ -19,8 +19,9 @@ class AgentSettings(StageSettings):
     device: str | None = Field(None, validation_alias="TAGGER_DEVICE")
     precision: str | None = Field(None, validation_alias="TAGGER_PRECISION")
     # "module:callable" returning an object with predict/model_name/model_version; lets tests
-    # and other deployments plug a model in without touching the agent.
-    model_factory: str = Field("tagger.inference:NerTagger.load", validation_alias="TAGGER_MODEL_FACTORY",
+    # and other deployments plug a model in without touching the agent. The default reads the
+    # model directory's config and picks the backend (tagger.loading).
+    model_factory: str = Field("tagger.loading:load_tagger", validation_alias="TAGGER_MODEL_FACTORY",
                                pattern=r"^[\w.]+:[\w.]+$")
     # CPU threads for torch (None = torch's default, one per core). On a CPU shared with the
     # broker and the sink, fewer threads than cores avoids oversubscription stalls.

@@ -89,14 +89,14 @@ def add_commands(subparsers: Any) -> None:
 
 def _tagger_factory(args: argparse.Namespace) -> Any:
     def load() -> Any:
-        from tagger.inference import NerTagger
+        from tagger.loading import load_tagger
 
         threads = os.environ.get("TAGGER_TORCH_THREADS")
         if threads:
             import torch
 
             torch.set_num_threads(int(threads))
-        return NerTagger.load(args.model, device=args.device, precision=args.precision)
+        return load_tagger(args.model, device=args.device, precision=args.precision)
 
     return load
 

@@ -1,0 +1,155 @@
+"""Loading a BiLSTM-CRF directory and tagging words with it."""
+from __future__ import annotations
+
+import json
+import time
+from itertools import chain
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from tagger.backends.bilstm_crf.features import Vocabulary
+from tagger.backends.bilstm_crf.model import BiLstmCrf, NetworkConfig, reverse_index
+from tagger.backends.tags import TagSet
+from tagger.backends.word_tagger import SpanTuple, WordTagger
+
+ARCHITECTURE = "bilstm-crf"
+# Distinct words whose LSTM inputs are kept (x 178 floats: ~140 MB at most).
+_MAX_CACHED_WORDS = 200_000
+CONFIG_NAME = "config.json"
+VOCAB_NAME = "vocab.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+class BiLstmCrfTagger(WordTagger):
+    # fp32 only: the network is small enough that reduced precision buys nothing on a CPU, and
+    # AVX2 CPUs have no bf16 arithmetic.
+    PRECISIONS = ("fp32",)
+
+    def __init__(self, network: BiLstmCrf, vocab: Vocabulary, tags: Sequence[str], *, model_name: str,
+                 model_version: str, device: str | None = None, precision: str | None = None,
+                 max_batch_rows: int = 256, meta: dict | None = None) -> None:
+        super().__init__()
+        if precision not in (None, "fp32"):
+            raise ValueError(f"the BiLSTM-CRF runs in fp32 only, got precision {precision!r}")
+        self.device = torch.device(device or "cpu")
+        if self.device.type != "cpu":
+            raise ValueError("the BiLSTM-CRF runs on the CPU (it is the CPU tier); use --device cpu")
+        self.precision = "fp32"
+        self.network = network.float().eval()
+        self.vocab = vocab
+        self.tagset = TagSet.from_tags(tags)
+        self.model_name = model_name
+        self.model_version = model_version
+        self.max_batch_rows = max_batch_rows
+        self.meta = meta or {}
+        self._reset_cache()
+
+    @classmethod
+    def load(cls, model_dir: str | Path, *, device: str | None = None, precision: str | None = None,
+             **kwargs) -> "BiLstmCrfTagger":
+        model_dir = Path(model_dir)
+        config = json.loads((model_dir / CONFIG_NAME).read_text())
+        vocab_data = json.loads((model_dir / VOCAB_NAME).read_text(encoding="utf-8"))
+        tags = config["tags"]
+        network = BiLstmCrf(NetworkConfig(**config["network"]), tags)
+        state = {k: v.float() for k, v in load_file(str(model_dir / WEIGHTS_NAME)).items()}
+        network.load_state_dict(state)
+        meta = config.get("tweetner", {})
+        return cls(network, Vocabulary(vocab_data["words"], vocab_data["chars"]), tags,
+                   model_name=meta.get("model_name", model_dir.name),
+                   model_version=meta.get("model_version", "unversioned"),
+                   device=device, precision=precision, meta=meta, **kwargs)
+
+    @property
+    def labels(self) -> list[str]:
+        return self.tagset.labels
+
+    def tag_words(self, sentences: Sequence[Sequence[str]]) -> list[list[SpanTuple]]:
+        out: list[list[SpanTuple]] = [[] for _ in sentences]
+        # Sorted by length so that each batch is padded only to its own longest sentence.
+        order = sorted((i for i, s in enumerate(sentences) if s), key=lambda i: len(sentences[i]))
+        outside = self.tagset.outside
+        with torch.inference_mode():
+            for lo in range(0, len(order), self.max_batch_rows):
+                started = time.perf_counter()
+                rows = order[lo : lo + self.max_batch_rows]
+                batch = [sentences[i] for i in rows]
+                x, lengths = self._inputs(batch)
+                reverse = reverse_index(lengths, x.shape[1])
+                em = self.network.emissions_from_inputs(x, reverse)
+                paths = self.network.crf.viterbi(em, lengths)
+                # Scores (marginals: a forward-backward pass) only where there is an entity to score.
+                tagged = ((paths != outside) & (reverse_index(lengths, x.shape[1]) >= 0)
+                          & (torch.arange(x.shape[1]) < lengths[:, None])).any(1).nonzero().squeeze(1)
+                if len(tagged):
+                    probs = self.network.crf.path_marginals(em[tagged], lengths[tagged], reverse[tagged],
+                                                            paths[tagged]).tolist()
+                    sub_paths = paths[tagged].tolist()
+                    for k, b in enumerate(tagged.tolist()):
+                        n = len(batch[b])
+                        out[rows[b]] = self.tagset.spans(sub_paths[k][:n], probs[k][:n])
+                self.stats.batch_seconds.append(time.perf_counter() - started)
+                self.stats.batches += 1
+                self.stats.positions += int(x.shape[0] * x.shape[1])
+        self.stats.sentences += len(sentences)
+        self.stats.text_tokens += sum(len(s) for s in sentences)
+        return out
+
+    def _inputs(self, batch: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The LSTM inputs [B, T, D] of a batch and its lengths. A word's input (embedding, char
+        CNN, casing) depends on the word alone, so it is computed once and kept in a table; a
+        tweet stream repeats its words, and most batches compute a handful of new ones."""
+        rows = self._rows
+        get = rows.get
+        fresh: list[str] = []
+        flat: list[int] = []
+        append = flat.append
+        for sentence in batch:
+            for word in sentence:
+                r = get(word)
+                if r is None:
+                    r = rows[word] = len(rows) + 1  # row 0 is the padding's zeros
+                    fresh.append(word)
+                append(r)
+        if fresh:
+            self._compute_rows(fresh)
+        lengths = torch.tensor([len(s) for s in batch], dtype=torch.long)
+        steps = int(lengths.max())
+        positions = torch.arange(len(flat)) + torch.repeat_interleave(
+            torch.arange(len(batch)) * steps - (torch.cumsum(lengths, 0) - lengths), lengths)
+        index = torch.zeros(len(batch) * steps, dtype=torch.long)
+        index[positions] = torch.tensor(flat, dtype=torch.long)
+        return self._table[index].view(len(batch), steps, -1), lengths
+
+    def _compute_rows(self, words: list[str]) -> None:
+        needed = len(self._rows) + 1
+        if needed > _MAX_CACHED_WORDS:
+            # A bounded table: start afresh (and recompute this batch's words) rather than grow forever.
+            self._reset_cache()
+            for w in {w: None for w in words}:
+                self._rows[w] = len(self._rows) + 1
+            words = list(self._rows)
+            needed = len(self._rows) + 1
+        if needed > self._table.shape[0]:
+            grown = torch.zeros(max(needed, 2 * self._table.shape[0]), self._table.shape[1])
+            grown[: self._table.shape[0]] = self._table
+            self._table = grown
+        features = self.vocab.features
+        feats = [features(w) for w in words]
+        sizes = np.fromiter((len(f[2]) for f in feats), dtype=np.int64, count=len(feats))
+        chars = np.zeros((len(words), max(1, int(sizes.max()))), dtype=np.int64)
+        starts = np.cumsum(sizes) - sizes
+        row = np.repeat(np.arange(len(words)), sizes)
+        chars[row, np.arange(int(sizes.sum())) - np.repeat(starts, sizes)] = list(chain.from_iterable(f[2] for f in feats))
+        vectors = self.network.word_inputs(torch.tensor([f[0] for f in feats]), torch.tensor([f[1] for f in feats]),
+                                           torch.from_numpy(chars))
+        first = self._rows[words[0]]
+        self._table[first : first + len(words)] = vectors
+
+    def _reset_cache(self) -> None:
+        self._rows: dict[str, int] = {}
+        self._table = torch.zeros(4096, self.network.input_width)

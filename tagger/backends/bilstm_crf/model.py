@@ -1,0 +1,193 @@
+"""The network: embeddings -> BiLSTM -> per-word tag scores -> linear-chain CRF.
+
+The CRF is ours rather than pytorch-crf's: that package has had no release since 2019, knows
+nothing of BIO constraints, and decodes by backtracking in Python one sequence at a time; here
+decoding and marginals are batched over sentences (a loop over word positions only), transitions
+a BIO/BIOES tag set forbids are masked in training and decoding alike, and it is ~80 lines.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from tagger.conll import _split_tag
+
+_FORBIDDEN = -10_000.0  # added to a forbidden transition's score: never taken, still finite
+
+
+@dataclass
+class NetworkConfig:
+    num_words: int
+    num_chars: int
+    num_cases: int
+    num_tags: int
+    word_dim: int = 100
+    char_dim: int = 30
+    char_filters: int = 50
+    char_kernel: int = 3
+    case_dim: int = 8
+    hidden: int = 128
+    dropout: float = 0.5
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def allowed_transitions(tags: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(from -> to, start, end) masks of the transitions that make a well-formed tag sequence."""
+    parts = [_split_tag(t) for t in tags]
+    bioes = any(p in "ESLU" for p, _ in parts)
+    n = len(tags)
+    trans = torch.ones(n, n, dtype=torch.bool)
+    start = torch.ones(n, dtype=torch.bool)
+    end = torch.ones(n, dtype=torch.bool)
+    for j, (pj, tj) in enumerate(parts):
+        inside = pj in ("I", "E", "L")
+        start[j] = not inside
+        for i, (pi, ti) in enumerate(parts):
+            open_entity = pi in ("B", "I")
+            if inside:
+                trans[i, j] = open_entity and ti == tj
+            elif bioes:
+                # after B-/I- the entity must continue with I-/E- of its type
+                trans[i, j] = not open_entity
+        if bioes:
+            end[j] = pj not in ("B", "I")
+    return trans, start, end
+
+
+class Crf(nn.Module):
+    def __init__(self, tags: Sequence[str]) -> None:
+        super().__init__()
+        n = len(tags)
+        self.transitions = nn.Parameter(torch.zeros(n, n))
+        self.start = nn.Parameter(torch.zeros(n))
+        self.end = nn.Parameter(torch.zeros(n))
+        trans, start, end = allowed_transitions(tags)
+        self.register_buffer("trans_mask", (~trans).float() * _FORBIDDEN, persistent=False)
+        self.register_buffer("start_mask", (~start).float() * _FORBIDDEN, persistent=False)
+        self.register_buffer("end_mask", (~end).float() * _FORBIDDEN, persistent=False)
+
+    def _scores(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return (self.transitions + self.trans_mask, self.start + self.start_mask, self.end + self.end_mask)
+
+    def _forward(self, em: torch.Tensor, mask: torch.Tensor, trans: torch.Tensor, start: torch.Tensor,
+                 keep: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        alpha = start + em[:, 0]
+        alphas = [alpha]
+        for t in range(1, em.shape[1]):
+            nxt = torch.logsumexp(alpha.unsqueeze(2) + trans, dim=1) + em[:, t]
+            alpha = torch.where(mask[:, t : t + 1], nxt, alpha)
+            if keep:
+                alphas.append(alpha)
+        return alpha, alphas
+
+    def nll(self, em: torch.Tensor, allowed: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Mean negative log-probability of the tag sequences ``allowed`` [B, T, C] admits.
+
+        A fully labelled sentence allows one tag per word (the usual CRF likelihood); a corpus
+        labelled with coarser types (tagger.corpora: ORG may be company or sportsteam, BTC's O may
+        be a product) allows several, and the loss is the mass on all paths through them.
+        ``mask`` [B, T] marks real words.
+        """
+        trans, start, end = self._scores()
+        alpha, _ = self._forward(em, mask, trans, start)
+        log_z = torch.logsumexp(alpha + end, dim=1)
+        gold_alpha, _ = self._forward(em.masked_fill(~allowed, _FORBIDDEN), mask, trans, start)
+        log_gold = torch.logsumexp(gold_alpha + end, dim=1)
+        return (log_z - log_gold).mean()
+
+    def viterbi(self, em: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The best tag path of each sentence [B, T] (padding positions are 0)."""
+        trans, start, end = self._scores()
+        batch, steps, _ = em.shape
+        mask = torch.arange(steps).unsqueeze(0) < lengths.unsqueeze(1)
+        score = start + em[:, 0]
+        history = []
+        for t in range(1, steps):
+            best, prev = (score.unsqueeze(2) + trans).max(dim=1)
+            history.append(prev)
+            score = torch.where(mask[:, t : t + 1], best + em[:, t], score)
+        cur = (score + end).argmax(1)
+        path = torch.zeros(batch, steps, dtype=torch.long)
+        for t in range(steps - 1, -1, -1):
+            active = t < lengths
+            path[:, t] = torch.where(active, cur, path[:, t])
+            if t > 0:
+                back = history[t - 1].gather(1, cur.unsqueeze(1)).squeeze(1)
+                cur = torch.where(active, back, cur)
+        return path
+
+    def path_marginals(self, em: torch.Tensor, lengths: torch.Tensor, reverse: torch.Tensor,
+                       path: torch.Tensor) -> torch.Tensor:
+        """The marginal probability [B, T] of each tag of ``path``: alpha_t + beta_t - em_t - log Z.
+
+        ``reverse`` [B, T] indexes each sentence backwards within its length (padding in place),
+        which turns the backward pass of forward-backward into a forward pass under transposed
+        transitions.
+        """
+        trans, start, end = self._scores()
+        mask = torch.arange(em.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
+        alpha_last, alphas = self._forward(em, mask, trans, start, keep=True)
+        log_z = torch.logsumexp(alpha_last + end, dim=1)
+        rev3 = reverse.unsqueeze(2).expand_as(em)
+        _, betas_rev = self._forward(em.gather(1, rev3), mask, trans.t(), end, keep=True)
+        betas = torch.stack(betas_rev, 1).gather(1, rev3)
+        log_marginal = torch.stack(alphas, 1) + betas - em - log_z[:, None, None]
+        return log_marginal.gather(2, path.unsqueeze(2)).squeeze(2).exp()
+
+
+class BiLstmCrf(nn.Module):
+    def __init__(self, config: NetworkConfig, tags: Sequence[str]) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.words = nn.Embedding(c.num_words, c.word_dim, padding_idx=0)
+        self.chars = nn.Embedding(c.num_chars, c.char_dim, padding_idx=0)
+        self.char_cnn = nn.Conv1d(c.char_dim, c.char_filters, c.char_kernel, padding=c.char_kernel // 2)
+        self.cases = nn.Embedding(c.num_cases, c.case_dim, padding_idx=0)
+        width = c.word_dim + c.char_filters + c.case_dim
+        # Two one-way LSTMs instead of one bidirectional: the backward one reads each sentence
+        # reversed within its own length, so padding never enters a real word's state and no
+        # packed sequences are needed.
+        self.forward_lstm = nn.LSTM(width, c.hidden, batch_first=True)
+        self.backward_lstm = nn.LSTM(width, c.hidden, batch_first=True)
+        self.dropout = nn.Dropout(c.dropout)
+        self.emit = nn.Linear(2 * c.hidden, c.num_tags)
+        self.crf = Crf(tags)
+
+    @property
+    def input_width(self) -> int:
+        c = self.config
+        return c.word_dim + c.char_filters + c.case_dim
+
+    def word_inputs(self, word_ids: torch.Tensor, case_ids: torch.Tensor, char_ids: torch.Tensor) -> torch.Tensor:
+        """The LSTM's input for each word [..., D]: a function of the word alone, so inference
+        computes it once per distinct word (tagger.backends.bilstm_crf.inference)."""
+        *lead, letters = char_ids.shape
+        chars = self.chars(char_ids.reshape(-1, letters)).transpose(1, 2)
+        shape = self.char_cnn(chars).max(dim=2).values.view(*lead, -1)
+        return torch.cat([self.words(word_ids), shape, self.cases(case_ids)], dim=-1)
+
+    def emissions(self, word_ids: torch.Tensor, case_ids: torch.Tensor, char_ids: torch.Tensor,
+                  reverse: torch.Tensor) -> torch.Tensor:
+        return self.emissions_from_inputs(self.word_inputs(word_ids, case_ids, char_ids), reverse)
+
+    def emissions_from_inputs(self, x: torch.Tensor, reverse: torch.Tensor) -> torch.Tensor:
+        x = self.dropout(x)
+        forward, _ = self.forward_lstm(x)
+        rev = reverse.unsqueeze(2)
+        backward, _ = self.backward_lstm(x.gather(1, rev.expand_as(x)))
+        backward = backward.gather(1, rev.expand_as(backward))
+        h = self.dropout(torch.cat([forward, backward], dim=2))
+        return self.emit(h)
+
+
+def reverse_index(lengths: torch.Tensor, steps: int) -> torch.Tensor:
+    """[B, T]: position t of each sentence read backwards (len-1-t), padding left in place."""
+    t = torch.arange(steps).unsqueeze(0)
+    lengths = lengths.unsqueeze(1)
+    return torch.where(t < lengths, lengths - 1 - t, t)
