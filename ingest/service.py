@@ -14,6 +14,7 @@ from typing import Callable, Iterable
 
 from pydantic_core import PydanticSerializationError
 
+from contracts.metrics import reason_kind
 from ingest.metrics import IngestMetrics
 from ingest.records import Rejection, parse_record
 from ingest.settings import IngestSettings
@@ -53,11 +54,6 @@ def _wire(tweet: Tweet) -> bytes:
         return tweet.model_dump_json().encode("utf-8")
     except (PydanticSerializationError, UnicodeEncodeError) as exc:
         raise UnencodableTweet(str(exc).splitlines()[0]) from exc
-
-
-def _reason_kind(reason: str) -> str:
-    # "invalid JSON: Expecting value at column 1" -> "invalid JSON": counts group by kind.
-    return reason.split(":", 1)[0]
 
 
 class RatePacer:
@@ -172,7 +168,7 @@ class IngestService:
                    letter.model_dump_json().encode("utf-8"))
         self.summary.rejected += 1
         self.metrics.dead_lettered([reason])
-        kind = _reason_kind(reason)
+        kind = reason_kind(reason)  # the summary groups reasons as the metrics do
         self.summary.reasons[kind] = self.summary.reasons.get(kind, 0) + 1
         log.debug("rejected %s: %s", raw.position, reason)
 
