@@ -155,6 +155,9 @@ def train(args: TokenClassificationArgs, on_epoch: Callable[[dict], None] | None
     config["tweetner"].update({"history": history, "best_epoch": best_epoch,
                                "train_seconds": round(time.perf_counter() - started, 1)})
     config_path.write_text(json.dumps(config, indent=2) + "\n")
+    from tagger.backends.card import write_card
+
+    write_card(out)
     return TokenClassificationResult(out, best_epoch, best_f1 if dev_sents else None,
                                      time.perf_counter() - started, history)
 

@@ -26,7 +26,10 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_saved_as_config_vocabularies_and_safetensors(model_dir: Path) -> None:
-    assert sorted(p.name for p in model_dir.iterdir()) == ["config.json", "model.safetensors", "vocab.json"]
+    assert sorted(p.name for p in model_dir.iterdir()) == ["README.md", "config.json", "model.safetensors",
+                                                           "vocab.json"]
+    card = (model_dir / "README.md").read_text()
+    assert "# tiny-bilstm-crf" in card and "**bilstm-crf**" in card and "| epoch |" in card
     config = json.loads((model_dir / "config.json").read_text())
     assert config["tweetner"]["architecture"] == "bilstm-crf" and architecture_of(model_dir) == "bilstm-crf"
     assert config["tweetner"]["best_epoch"] >= 1 and config["tweetner"]["history"]
@@ -126,3 +129,18 @@ def test_train_arch_bilstm_crf_from_the_command(tmp_path: Path) -> None:
     config = json.loads((out / "config.json").read_text())
     assert config["tweetner"]["training_args"]["seed"] == 3 and config["tweetner"]["training_args"]["epochs"] == 2
     assert len(load_tagger(out).predict(RAW_TWEETS[:3])) == 3
+
+
+def test_the_unrolled_inference_lstm_equals_torch_lstm(model_dir: Path) -> None:
+    tagger = load_tagger(model_dir)
+    sentences = [t.split() for t in RAW_TWEETS[:4]]
+    with torch.inference_mode():
+        index, lengths = tagger._inputs(sentences)
+        reverse = reverse_index(lengths, index.shape[1])
+        ours = tagger._emissions(index, reverse)
+        batch = tagger.vocab.encode(sentences)
+        x = tagger.network.word_inputs(torch.from_numpy(batch.word_ids), torch.from_numpy(batch.case_ids),
+                                       torch.from_numpy(batch.char_ids))
+        theirs = tagger.network.emissions_from_inputs(x, reverse)
+    for b, n in enumerate(lengths.tolist()):
+        assert torch.allclose(ours[b, :n], theirs[b, :n], atol=1e-5)

@@ -17,8 +17,8 @@ from tagger.backends.tags import TagSet
 from tagger.backends.word_tagger import SpanTuple, WordTagger
 
 ARCHITECTURE = "bilstm-crf"
-# Distinct words whose LSTM inputs are kept (x 178 floats: ~140 MB at most).
-_MAX_CACHED_WORDS = 200_000
+# Distinct words whose input projections are kept (x 8H floats: 128 MB at H = 64).
+_MAX_CACHED_WORDS = 65_536
 CONFIG_NAME = "config.json"
 VOCAB_NAME = "vocab.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -46,6 +46,8 @@ class BiLstmCrfTagger(WordTagger):
         self.model_version = model_version
         self.max_batch_rows = max_batch_rows
         self.meta = meta or {}
+        with torch.no_grad():
+            self._unpack_lstms()
         self._reset_cache()
 
     @classmethod
@@ -78,13 +80,13 @@ class BiLstmCrfTagger(WordTagger):
                 started = time.perf_counter()
                 rows = order[lo : lo + self.max_batch_rows]
                 batch = [sentences[i] for i in rows]
-                x, lengths = self._inputs(batch)
-                reverse = reverse_index(lengths, x.shape[1])
-                em = self.network.emissions_from_inputs(x, reverse)
+                index, lengths = self._inputs(batch)
+                steps = index.shape[1]
+                reverse = reverse_index(lengths, steps)
+                em = self._emissions(index, reverse)
                 paths = self.network.crf.viterbi(em, lengths)
                 # Scores (marginals: a forward-backward pass) only where there is an entity to score.
-                tagged = ((paths != outside) & (reverse_index(lengths, x.shape[1]) >= 0)
-                          & (torch.arange(x.shape[1]) < lengths[:, None])).any(1).nonzero().squeeze(1)
+                tagged = ((paths != outside) & (torch.arange(steps) < lengths[:, None])).any(1).nonzero().squeeze(1)
                 if len(tagged):
                     probs = self.network.crf.path_marginals(em[tagged], lengths[tagged], reverse[tagged],
                                                             paths[tagged]).tolist()
@@ -94,15 +96,42 @@ class BiLstmCrfTagger(WordTagger):
                         out[rows[b]] = self.tagset.spans(sub_paths[k][:n], probs[k][:n])
                 self.stats.batch_seconds.append(time.perf_counter() - started)
                 self.stats.batches += 1
-                self.stats.positions += int(x.shape[0] * x.shape[1])
+                self.stats.positions += int(index.numel())
         self.stats.sentences += len(sentences)
         self.stats.text_tokens += sum(len(s) for s in sentences)
         return out
 
+    def _emissions(self, index: torch.Tensor, reverse: torch.Tensor) -> torch.Tensor:
+        """Tag scores [B, T, C] of the words whose table rows are ``index`` [B, T].
+
+        The same function as BiLstmCrf.emissions_from_inputs (a test holds them equal), written
+        out so that the input projections come from the word table and both directions step
+        together in one batched matrix product per word position.
+        """
+        batch, steps = index.shape
+        hidden = self._w_hh.shape[1]
+        four = 4 * hidden
+        # Input projections of each direction, the backward one read in reverse: [2, B, T, 4H].
+        gates_in = torch.empty(2, batch, steps, four)
+        torch.index_select(self._table[0], 0, index.view(-1), out=gates_in[0].view(-1, four))
+        torch.index_select(self._table[1], 0, index.gather(1, reverse).view(-1), out=gates_in[1].view(-1, four))
+        h = torch.zeros(2, batch, hidden)
+        c = torch.zeros(2, batch, hidden)
+        out = torch.empty(2, batch, steps, hidden)
+        for t in range(steps):
+            gates = torch.baddbmm(gates_in[:, :, t], h, self._w_hh)
+            s = torch.sigmoid(gates)
+            c = s[..., hidden : 2 * hidden] * c + s[..., :hidden] * torch.tanh(gates[..., 2 * hidden : 3 * hidden])
+            h = s[..., 3 * hidden :] * torch.tanh(c)
+            out[:, :, t] = h
+        backward = out[1].gather(1, reverse.unsqueeze(2).expand(batch, steps, hidden))
+        return self.network.emit(torch.cat([out[0], backward], dim=2))
+
     def _inputs(self, batch: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """The LSTM inputs [B, T, D] of a batch and its lengths. A word's input (embedding, char
-        CNN, casing) depends on the word alone, so it is computed once and kept in a table; a
-        tweet stream repeats its words, and most batches compute a handful of new ones."""
+        """Rows of the word table [B, T] (0: padding) of a batch, and its lengths. A word's input
+        (embedding, char CNN, casing) and so its projection depend on the word alone: each is
+        computed once and kept in a table; a tweet stream repeats its words, and most batches
+        compute a handful of new ones."""
         rows = self._rows
         get = rows.get
         fresh: list[str] = []
@@ -123,7 +152,7 @@ class BiLstmCrfTagger(WordTagger):
             torch.arange(len(batch)) * steps - (torch.cumsum(lengths, 0) - lengths), lengths)
         index = torch.zeros(len(batch) * steps, dtype=torch.long)
         index[positions] = torch.tensor(flat, dtype=torch.long)
-        return self._table[index].view(len(batch), steps, -1), lengths
+        return index.view(len(batch), steps), lengths
 
     def _compute_rows(self, words: list[str]) -> None:
         needed = len(self._rows) + 1
@@ -134,9 +163,9 @@ class BiLstmCrfTagger(WordTagger):
                 self._rows[w] = len(self._rows) + 1
             words = list(self._rows)
             needed = len(self._rows) + 1
-        if needed > self._table.shape[0]:
-            grown = torch.zeros(max(needed, 2 * self._table.shape[0]), self._table.shape[1])
-            grown[: self._table.shape[0]] = self._table
+        if needed > self._table.shape[1]:
+            grown = torch.zeros(2, max(needed, 2 * self._table.shape[1]), self._table.shape[2])
+            grown[:, : self._table.shape[1]] = self._table
             self._table = grown
         features = self.vocab.features
         feats = [features(w) for w in words]
@@ -145,11 +174,23 @@ class BiLstmCrfTagger(WordTagger):
         starts = np.cumsum(sizes) - sizes
         row = np.repeat(np.arange(len(words)), sizes)
         chars[row, np.arange(int(sizes.sum())) - np.repeat(starts, sizes)] = list(chain.from_iterable(f[2] for f in feats))
-        vectors = self.network.word_inputs(torch.tensor([f[0] for f in feats]), torch.tensor([f[1] for f in feats]),
-                                           torch.from_numpy(chars))
+        x = self.network.word_inputs(torch.tensor([f[0] for f in feats]), torch.tensor([f[1] for f in feats]),
+                                     torch.from_numpy(chars))
         first = self._rows[words[0]]
-        self._table[first : first + len(words)] = vectors
+        four = self._table.shape[2]
+        vectors = torch.addmm(self._b_ih, x, self._w_ih)
+        self._table[0, first : first + len(words)] = vectors[:, :four]
+        self._table[1, first : first + len(words)] = vectors[:, four:]
 
     def _reset_cache(self) -> None:
         self._rows: dict[str, int] = {}
-        self._table = torch.zeros(4096, self.network.input_width)
+        # [direction, row, 4H]: each word's input projection for the forward and backward LSTM.
+        self._table = torch.zeros(2, 4096, self._w_ih.shape[1] // 2)
+
+    def _unpack_lstms(self) -> None:
+        """Both LSTMs' weights in the layout of _emissions: input projections side by side
+        [D, 8H] (biases folded in), recurrent weights stacked [2, H, 4H]."""
+        lstms = (self.network.forward_lstm, self.network.backward_lstm)
+        self._w_ih = torch.cat([m.weight_ih_l0.t() for m in lstms], dim=1).contiguous()
+        self._b_ih = torch.cat([m.bias_ih_l0 + m.bias_hh_l0 for m in lstms])
+        self._w_hh = torch.stack([m.weight_hh_l0.t() for m in lstms]).contiguous()

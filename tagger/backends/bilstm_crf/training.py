@@ -258,3 +258,6 @@ def _update_history(out: Path, history: list[EpochRecord], best_epoch: int | Non
     config["tweetner"].update({"history": [asdict(h) for h in history], "best_epoch": best_epoch,
                                "train_seconds": round(seconds, 1)})
     path.write_text(json.dumps(config, indent=2) + "\n")
+    from tagger.backends.card import write_card  # the card reads the loader's architecture rules
+
+    write_card(out)
