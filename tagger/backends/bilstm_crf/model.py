@@ -123,21 +123,38 @@ class Crf(nn.Module):
 
     def path_marginals(self, em: torch.Tensor, lengths: torch.Tensor, reverse: torch.Tensor,
                        path: torch.Tensor) -> torch.Tensor:
-        """The marginal probability [B, T] of each tag of ``path``: alpha_t + beta_t - em_t - log Z.
+        """The marginal probability [B, T] of each tag of ``path`` (forward-backward).
 
-        ``reverse`` [B, T] indexes each sentence backwards within its length (padding in place),
-        which turns the backward pass of forward-backward into a forward pass under transposed
+        Run in probability space with each step rescaled: a [B, C] x [C, C] product per word
+        instead of a log-sum-exp over [B, C, C], and the scales cancel in the normalisation per
+        position. ``reverse`` [B, T] indexes each sentence backwards within its length (padding
+        in place), which turns the backward pass into a forward pass under transposed
         transitions.
         """
         trans, start, end = self._scores()
-        mask = torch.arange(em.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
-        alpha_last, alphas = self._forward(em, mask, trans, start, keep=True)
-        log_z = torch.logsumexp(alpha_last + end, dim=1)
+        steps = em.shape[1]
+        mask = (torch.arange(steps).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(2)
+        # Any per-position shift of the emissions cancels too; this one keeps exp() in range.
+        potential = (em - em.max(dim=2, keepdim=True).values).exp()
         rev3 = reverse.unsqueeze(2).expand_as(em)
-        _, betas_rev = self._forward(em.gather(1, rev3), mask, trans.t(), end, keep=True)
-        betas = torch.stack(betas_rev, 1).gather(1, rev3)
-        log_marginal = torch.stack(alphas, 1) + betas - em - log_z[:, None, None]
-        return log_marginal.gather(2, path.unsqueeze(2)).squeeze(2).exp()
+
+        def scaled_forward(pot: torch.Tensor, step: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
+            alpha = first.exp() * pot[:, 0]
+            alpha = alpha / alpha.sum(1, keepdim=True)
+            out = [alpha]
+            for t in range(1, steps):
+                nxt = (alpha @ step) * pot[:, t]
+                nxt = nxt / nxt.sum(1, keepdim=True).clamp(min=1e-30)
+                alpha = torch.where(mask[:, t], nxt, alpha)
+                out.append(alpha)
+            return torch.stack(out, 1)
+
+        alphas = scaled_forward(potential, trans.exp(), start)
+        betas = scaled_forward(potential.gather(1, rev3), trans.t().exp(), end).gather(1, rev3)
+        # alpha_t and beta_t both hold the emission at t: divide it out once.
+        joint = alphas * betas / potential.clamp(min=1e-30)
+        marginal = joint / joint.sum(2, keepdim=True).clamp(min=1e-30)
+        return marginal.gather(2, path.unsqueeze(2)).squeeze(2)
 
 
 class BiLstmCrf(nn.Module):
