@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from itertools import chain
 from collections.abc import Sequence
@@ -15,6 +16,8 @@ from tagger.backends.bilstm_crf.features import Vocabulary
 from tagger.backends.bilstm_crf.model import BiLstmCrf, NetworkConfig, reverse_index
 from tagger.backends.tags import TagSet
 from tagger.backends.word_tagger import SpanTuple, WordTagger
+
+logger = logging.getLogger(__name__)
 
 ARCHITECTURE = "bilstm-crf"
 # Distinct words whose input projections are kept (x 8H floats: 128 MB at H = 64).
@@ -34,10 +37,12 @@ class BiLstmCrfTagger(WordTagger):
                  max_batch_rows: int = 256, meta: dict | None = None) -> None:
         super().__init__()
         if precision not in (None, "fp32"):
-            raise ValueError(f"the BiLSTM-CRF runs in fp32 only, got precision {precision!r}")
-        self.device = torch.device(device or "cpu")
-        if self.device.type != "cpu":
-            raise ValueError("the BiLSTM-CRF runs on the CPU (it is the CPU tier); use --device cpu")
+            logger.warning("the BiLSTM-CRF runs in fp32 only; ignoring precision %s", precision)
+        if device is not None and torch.device(device).type != "cpu":
+            # The CPU tier: a GPU would wait on the per-word loop, and a deployment that sets
+            # TAGGER_DEVICE=cuda for its span model keeps working when it switches models.
+            logger.warning("the BiLSTM-CRF runs on the CPU; ignoring device %s", device)
+        self.device = torch.device("cpu")
         self.precision = "fp32"
         self.network = network.float().eval()
         self.vocab = vocab
