@@ -120,7 +120,9 @@ def tag_records(records: Sequence[KafkaRecord], model: TextTagger, stage: str) -
             continue
         try:
             entities = entities_in(tweet.text, mentions, labels)
-            fields = dict(tweet, entities=entities, model_name=model.model_name,
+            # iter(): dict() of a model would first look for a keys() method, which pydantic
+            # answers through __getattr__ with an exception, once per tweet.
+            fields = dict(iter(tweet), entities=entities, model_name=model.model_name,
                           model_version=model.model_version)
             if checked:
                 out = TaggedTweet.model_construct(**fields, tagged_at=utcnow())

@@ -140,9 +140,9 @@ def _postgres_pid(database_url: str, schema: str) -> int | None:
     try:
         with engine.connect() as conn:
             backend = int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+            fields = _stat(backend)  # while connected: the backend exits with the connection
     finally:
         engine.dispose()
-    fields = _stat(backend)
     return int(fields[1]) if fields is not None else None
 
 
