@@ -30,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=BiLstmCrfArgs.batch_size)
     p.add_argument("--lr", type=float, default=BiLstmCrfArgs.lr)
     p.add_argument("--hidden", type=int, default=BiLstmCrfArgs.hidden)
+    p.add_argument("--freeze-embeddings", action="store_true", help="keep the word2vec vectors fixed")
+    p.add_argument("--subword-dim", type=int, default=0, help="static MiniLM subword embeddings at this width")
+    p.add_argument("--embedding-text", action="append", default=None,
+                   help="raw tweets for word2vec (default: ../shared/data/tweets/*.txt)")
     p.add_argument("--model-name", default="tweetner-wnut16-bilstm-crf")
     p.add_argument("--ship", default=None, help="copy the trained model to this directory")
     args = p.parse_args(argv)
@@ -37,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("gensim").setLevel(logging.WARNING)
     result = train(BiLstmCrfArgs(train=args.train or [f"{WNUT16}/train.conll"], dev=args.dev, output=args.output,
                                  epochs=args.epochs, seed=args.seed, batch_size=args.batch_size, lr=args.lr,
-                                 hidden=args.hidden, threads=args.threads,
+                                 hidden=args.hidden, freeze_embeddings=args.freeze_embeddings,
+                                 subword_dim=args.subword_dim,
+                                 embedding_text=args.embedding_text, threads=args.threads,
                                  model_name=args.model_name, vectors_cache="runs/cache"))
     print(json.dumps({"output": str(result.output), "best_epoch": result.best_epoch,
                       "best_dev_f1": result.best_dev_f1, "seconds": round(result.seconds, 1)}))

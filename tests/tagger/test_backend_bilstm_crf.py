@@ -144,3 +144,12 @@ def test_the_unrolled_inference_lstm_equals_torch_lstm(model_dir: Path) -> None:
         theirs = tagger.network.emissions_from_inputs(x, reverse)
     for b, n in enumerate(lengths.tolist()):
         assert torch.allclose(ours[b, :n], theirs[b, :n], atol=1e-5)
+
+
+def test_static_subword_embeddings_save_and_load(tmp_path: Path) -> None:
+    directory = make_tiny_bilstm_crf(tmp_path / "sub", subword_dim=8)
+    assert (directory / "subword_tokenizer.json").is_file()
+    tagger = load_tagger(directory)
+    assert tagger.network.subwords is not None
+    [entities] = tagger.predict(["I met Barack Obama at Google !!"])
+    assert {(e.text, e.label) for e in entities} == {("Barack Obama", "person"), ("Google", "company")}

@@ -69,6 +69,11 @@ class Batch:
     case_ids: np.ndarray  # [B, T] int64
     char_ids: np.ndarray  # [B, T, L] int64
     lengths: np.ndarray  # [B] int64
+    subword_ids: np.ndarray | None = None  # [B, T, S] int64, 0 = padding
+
+
+# A word's first wordpieces: enough for its meaning, bounded for the array.
+MAX_SUBWORDS = 6
 
 
 @dataclass
@@ -77,11 +82,14 @@ class Vocabulary:
 
     words: list[str]
     chars: list[str]
+    # A word's wordpiece ids (a Hugging Face tokenizer's), when the network reads static subword
+    # embeddings beside the word2vec ones.
+    subword_tokenizer: object | None = None
     _word_id: dict[str, int] = field(init=False, repr=False)
     _char_id: dict[str, int] = field(init=False, repr=False)
     # Per surface form: (word id, casing, char ids). Tweets repeat their words, so most lookups
     # are one dict hit; bounded so a long-running worker does not grow without end.
-    _cache: dict[str, tuple[int, int, tuple[int, ...]]] = field(init=False, repr=False)
+    _cache: dict[str, tuple[int, int, tuple[int, ...], tuple[int, ...]]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._word_id = {w: i for i, w in enumerate(self.words)}
@@ -95,11 +103,20 @@ class Vocabulary:
             found = self._word_id.get(key[1:])  # an unknown #hashtag is read as its word
         return UNK if found is None else found
 
-    def features(self, word: str) -> tuple[int, int, tuple[int, ...]]:
+    def subword_ids(self, word: str) -> tuple[int, ...]:
+        if self.subword_tokenizer is None:
+            return ()
+        key = normalise(word)
+        if key in (URL, USER):
+            return ()
+        return tuple(self.subword_tokenizer.encode(key, add_special_tokens=False).ids[:MAX_SUBWORDS])
+
+    def features(self, word: str) -> tuple[int, int, tuple[int, ...], tuple[int, ...]]:
         hit = self._cache.get(word)
         if hit is None:
             get = self._char_id.get
-            hit = (self.word_id(word), casing(word), tuple(get(c, UNK) for c in word[:MAX_WORD_CHARS]))
+            hit = (self.word_id(word), casing(word), tuple(get(c, UNK) for c in word[:MAX_WORD_CHARS]),
+                   self.subword_ids(word))
             if len(self._cache) > 500_000:
                 self._cache.clear()
             self._cache[word] = hit
@@ -114,11 +131,14 @@ class Vocabulary:
         word_ids = np.zeros((n, longest), dtype=np.int64)
         case_ids = np.zeros((n, longest), dtype=np.int64)
         char_ids = np.zeros((n, longest, max(longest_word, 1)), dtype=np.int64)
+        subs = np.zeros((n, longest, MAX_SUBWORDS), dtype=np.int64) if self.subword_tokenizer else None
         lengths = np.zeros(n, dtype=np.int64)
         for b, fs in enumerate(feats):
             lengths[b] = len(fs)
-            for t, (wid, cid, chars) in enumerate(fs):
+            for t, (wid, cid, chars, pieces) in enumerate(fs):
                 word_ids[b, t] = wid
                 case_ids[b, t] = cid
                 char_ids[b, t, : len(chars)] = chars
-        return Batch(word_ids, case_ids, char_ids, lengths)
+                if subs is not None and pieces:
+                    subs[b, t, : len(pieces)] = pieces
+        return Batch(word_ids, case_ids, char_ids, lengths, subs)

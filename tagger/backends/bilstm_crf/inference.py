@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from tagger.backends.bilstm_crf.features import Vocabulary
+from tagger.backends.bilstm_crf.features import MAX_SUBWORDS, Vocabulary
 from tagger.backends.bilstm_crf.model import BiLstmCrf, NetworkConfig, reverse_index
 from tagger.backends.tags import TagSet
 from tagger.backends.word_tagger import SpanTuple, WordTagger
@@ -25,6 +25,7 @@ _MAX_CACHED_WORDS = 65_536
 CONFIG_NAME = "config.json"
 VOCAB_NAME = "vocab.json"
 WEIGHTS_NAME = "model.safetensors"
+SUBWORD_TOKENIZER_NAME = "subword_tokenizer.json"
 
 
 class BiLstmCrfTagger(WordTagger):
@@ -66,7 +67,12 @@ class BiLstmCrfTagger(WordTagger):
         state = {k: v.float() for k, v in load_file(str(model_dir / WEIGHTS_NAME)).items()}
         network.load_state_dict(state)
         meta = config.get("tweetner", {})
-        return cls(network, Vocabulary(vocab_data["words"], vocab_data["chars"]), tags,
+        subword_tokenizer = None
+        if network.subwords is not None:
+            from tokenizers import Tokenizer
+
+            subword_tokenizer = Tokenizer.from_file(str(model_dir / SUBWORD_TOKENIZER_NAME))
+        return cls(network, Vocabulary(vocab_data["words"], vocab_data["chars"], subword_tokenizer), tags,
                    model_name=meta.get("model_name", model_dir.name),
                    model_version=meta.get("model_version", "unversioned"),
                    device=device, precision=precision, meta=meta, **kwargs)
@@ -179,8 +185,14 @@ class BiLstmCrfTagger(WordTagger):
         starts = np.cumsum(sizes) - sizes
         row = np.repeat(np.arange(len(words)), sizes)
         chars[row, np.arange(int(sizes.sum())) - np.repeat(starts, sizes)] = list(chain.from_iterable(f[2] for f in feats))
+        subs = None
+        if self.network.subwords is not None:
+            subs = torch.zeros(len(words), MAX_SUBWORDS, dtype=torch.long)
+            for i, f in enumerate(feats):
+                if f[3]:
+                    subs[i, : len(f[3])] = torch.tensor(f[3])
         x = self.network.word_inputs(torch.tensor([f[0] for f in feats]), torch.tensor([f[1] for f in feats]),
-                                     torch.from_numpy(chars))
+                                     torch.from_numpy(chars), subs)
         first = self._rows[words[0]]
         four = self._table.shape[2]
         vectors = torch.addmm(self._b_ih, x, self._w_ih)

@@ -31,6 +31,10 @@ class NetworkConfig:
     case_dim: int = 8
     hidden: int = 128
     dropout: float = 0.5
+    # Static subword embeddings (a pretrained encoder's input embeddings, projected to this
+    # width and frozen): the lexical knowledge 30,000 tweets of word2vec cannot have. 0 = off.
+    num_subwords: int = 0
+    subword_dim: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -166,7 +170,8 @@ class BiLstmCrf(nn.Module):
         self.chars = nn.Embedding(c.num_chars, c.char_dim, padding_idx=0)
         self.char_cnn = nn.Conv1d(c.char_dim, c.char_filters, c.char_kernel, padding=c.char_kernel // 2)
         self.cases = nn.Embedding(c.num_cases, c.case_dim, padding_idx=0)
-        width = c.word_dim + c.char_filters + c.case_dim
+        self.subwords = nn.Embedding(c.num_subwords, c.subword_dim, padding_idx=0) if c.subword_dim else None
+        width = c.word_dim + c.char_filters + c.case_dim + c.subword_dim
         # Two one-way LSTMs instead of one bidirectional: the backward one reads each sentence
         # reversed within its own length, so padding never enters a real word's state and no
         # packed sequences are needed.
@@ -179,19 +184,24 @@ class BiLstmCrf(nn.Module):
     @property
     def input_width(self) -> int:
         c = self.config
-        return c.word_dim + c.char_filters + c.case_dim
+        return c.word_dim + c.char_filters + c.case_dim + c.subword_dim
 
-    def word_inputs(self, word_ids: torch.Tensor, case_ids: torch.Tensor, char_ids: torch.Tensor) -> torch.Tensor:
+    def word_inputs(self, word_ids: torch.Tensor, case_ids: torch.Tensor, char_ids: torch.Tensor,
+                    subword_ids: torch.Tensor | None = None) -> torch.Tensor:
         """The LSTM's input for each word [..., D]: a function of the word alone, so inference
         computes it once per distinct word (tagger.backends.bilstm_crf.inference)."""
         *lead, letters = char_ids.shape
         chars = self.chars(char_ids.reshape(-1, letters)).transpose(1, 2)
         shape = self.char_cnn(chars).max(dim=2).values.view(*lead, -1)
-        return torch.cat([self.words(word_ids), shape, self.cases(case_ids)], dim=-1)
+        parts = [self.words(word_ids), shape, self.cases(case_ids)]
+        if self.subwords is not None:
+            present = (subword_ids > 0).sum(-1, keepdim=True).clamp(min=1)
+            parts.append(self.subwords(subword_ids).sum(-2) / present)
+        return torch.cat(parts, dim=-1)
 
     def emissions(self, word_ids: torch.Tensor, case_ids: torch.Tensor, char_ids: torch.Tensor,
-                  reverse: torch.Tensor) -> torch.Tensor:
-        return self.emissions_from_inputs(self.word_inputs(word_ids, case_ids, char_ids), reverse)
+                  reverse: torch.Tensor, subword_ids: torch.Tensor | None = None) -> torch.Tensor:
+        return self.emissions_from_inputs(self.word_inputs(word_ids, case_ids, char_ids, subword_ids), reverse)
 
     def emissions_from_inputs(self, x: torch.Tensor, reverse: torch.Tensor) -> torch.Tensor:
         x = self.dropout(x)

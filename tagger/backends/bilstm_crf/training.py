@@ -18,7 +18,8 @@ import torch
 from safetensors.torch import save_file
 
 from tagger.backends.bilstm_crf.features import CASES, SPECIALS, UNK, Vocabulary, normalise
-from tagger.backends.bilstm_crf.inference import (ARCHITECTURE, CONFIG_NAME, VOCAB_NAME, WEIGHTS_NAME,
+from tagger.backends.bilstm_crf.inference import (ARCHITECTURE, CONFIG_NAME, SUBWORD_TOKENIZER_NAME, VOCAB_NAME,
+                                                  WEIGHTS_NAME,
                                                   BiLstmCrfTagger)
 from tagger.backends.bilstm_crf.model import BiLstmCrf, NetworkConfig, reverse_index
 from tagger.conll import Sentence, read_conll
@@ -36,7 +37,8 @@ class BiLstmCrfArgs:
     train: list[str]
     output: str
     dev: str | None = None
-    # Raw tweets, one per line, for word2vec (default: ../shared/data/tweets/*.txt).
+    # Raw tweets, one per line, for word2vec (default: ../shared/data/tweets/*.txt); a .conll
+    # file contributes its words.
     embedding_text: list[str] | None = None
     epochs: int = 25
     batch_size: int = 32
@@ -54,6 +56,13 @@ class BiLstmCrfArgs:
     # do with words it has never seen, which is most of what a tweet stream is made of.
     unk_replace: float = 0.3
     patience: int = 6
+    # Keep the word2vec vectors fixed: with a few thousand training tweets, tuning the embeddings
+    # of training words moves them away from the unseen words that are their neighbours, which
+    # is what a dev or stream tweet is mostly made of. Words without a vector are then <unk>.
+    freeze_embeddings: bool = False
+    # Static subword embeddings from the packaged MiniLM's input embeddings (its 30k wordpieces,
+    # reduced to this width by SVD and frozen; a word reads the mean of its pieces). 0 = off.
+    subword_dim: int = 0
     # A directory where trained word2vec vectors are kept and reused by later runs on the same
     # text and settings (word2vec is minutes of a shared CPU; None: always train).
     vectors_cache: str | None = None
@@ -88,6 +97,9 @@ def _raw_tweets(paths: Sequence[str] | None) -> list[list[str]]:
     files = list(paths) if paths else sorted(glob.glob(str(SHARED_TWEETS / "*.txt")))
     out = []
     for path in files:
+        if path.endswith(".conll"):  # a labelled corpus lends its words (never its labels)
+            out.extend(s.words for s in read_conll(path)[0])
+            continue
         with open(path, encoding="utf-8", errors="replace") as fh:
             out.extend([w.text for w in split_words(line)] for line in fh)
     return [s for s in out if s]
@@ -113,10 +125,31 @@ def train_word2vec(sentences: Sequence[Sequence[str]], args: BiLstmCrfArgs):
     return vectors
 
 
-def build_vocabulary(train: Sequence[TrainingText], raw: Sequence[Sequence[str]], vectors) -> Vocabulary:
+def _subword_embeddings(width: int):
+    """(table [pieces, width], tokenizer): MiniLM's wordpiece input embeddings, centred and
+    projected on their top ``width`` principal directions, scaled to unit variance."""
+    from safetensors import safe_open
+    from tokenizers import Tokenizer
+
+    from tagger.encoders import packaged_minilm_dir
+
+    encoder = packaged_minilm_dir()
+    with safe_open(str(encoder / "model.safetensors"), "pt") as fh:
+        table = fh.get_tensor("embeddings.word_embeddings.weight").float()
+    centred = table - table.mean(0)
+    _, _, v = torch.linalg.svd(centred, full_matrices=False)
+    projected = centred @ v[:width].t()
+    projected = projected / projected.std()
+    projected[0] = 0.0  # [PAD]: the padding of a word's pieces
+    return projected, Tokenizer.from_file(str(encoder / "tokenizer.json"))
+
+
+def build_vocabulary(train: Sequence[TrainingText], raw: Sequence[Sequence[str]], vectors,
+                     with_training_words: bool = True) -> Vocabulary:
     words = [*SPECIALS, *sorted(set(vectors.index_to_key) - set(SPECIALS))]
     known = set(words)
-    words += sorted({normalise(w) for s in train for w in s.words} - known)
+    if with_training_words:
+        words += sorted({normalise(w) for s in train for w in s.words} - known)
     chars = Counter(c for s in raw for w in s for c in w)
     chars.update(c for s in train for w in s.words for c in w)
     return Vocabulary(words, [*SPECIALS, *sorted(c for c, n in chars.items() if n >= 3)])
@@ -138,11 +171,20 @@ def train(args: BiLstmCrfArgs, on_epoch: Callable[[EpochRecord], None] | None = 
     vectors = train_word2vec([*raw, *(s.words for s in train_sents)], args)
     log.info("word2vec: %d words from %d raw tweets + %d training sentences in %.0fs", len(vectors.index_to_key),
              len(raw), len(train_sents), time.perf_counter() - w2v_started)
-    vocab = build_vocabulary(train_sents, raw, vectors)
+    vocab = build_vocabulary(train_sents, raw, vectors, with_training_words=not args.freeze_embeddings)
+    subword_table = None
+    if args.subword_dim:
+        subword_table, vocab.subword_tokenizer = _subword_embeddings(args.subword_dim)
     net_config = NetworkConfig(num_words=len(vocab.words), num_chars=len(vocab.chars), num_cases=len(CASES),
                                num_tags=len(tags), word_dim=args.word_dim, char_dim=args.char_dim,
-                               char_filters=args.char_filters, hidden=args.hidden, dropout=args.dropout)
+                               char_filters=args.char_filters, hidden=args.hidden, dropout=args.dropout,
+                               num_subwords=0 if subword_table is None else subword_table.shape[0],
+                               subword_dim=args.subword_dim)
     network = BiLstmCrf(net_config, tags)
+    if subword_table is not None:
+        with torch.no_grad():
+            network.subwords.weight.copy_(subword_table)
+        network.subwords.weight.requires_grad_(False)
     with torch.no_grad():
         emb = network.words.weight
         emb.normal_(0.0, float(np.std(vectors.vectors)))
@@ -150,7 +192,10 @@ def train(args: BiLstmCrfArgs, on_epoch: Callable[[EpochRecord], None] | None = 
         for i, w in enumerate(vocab.words):
             if w in vectors.key_to_index:
                 emb[i] = torch.tensor(vectors[w])
-    optimizer = torch.optim.Adam(network.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    if args.freeze_embeddings:
+        network.words.weight.requires_grad_(False)
+    optimizer = torch.optim.Adam([p for p in network.parameters() if p.requires_grad], lr=args.lr,
+                                 weight_decay=args.weight_decay)
     allowed = {id(t): allowed_tags(t, tags) for t in train_sents}
     counts = Counter(normalise(w) for s in train_sents for w in s.words)
     singletons = {vocab.word_id(w) for w, n in counts.items() if n == 1}
@@ -183,7 +228,8 @@ def train(args: BiLstmCrfArgs, on_epoch: Callable[[EpochRecord], None] | None = 
             mask = torch.arange(steps).unsqueeze(0) < lengths.unsqueeze(1)
             reverse = reverse_index(lengths, steps)
             em = network.emissions(torch.from_numpy(word_ids), torch.from_numpy(batch.case_ids),
-                                   torch.from_numpy(batch.char_ids), reverse)
+                                   torch.from_numpy(batch.char_ids), reverse,
+                                   None if batch.subword_ids is None else torch.from_numpy(batch.subword_ids))
             loss = network.crf.nll(em, torch.from_numpy(may), mask)
             optimizer.zero_grad()
             loss.backward()
@@ -231,6 +277,8 @@ def save(network: BiLstmCrf, vocab: Vocabulary, tags: list[str], out: Path, args
     save_file(state, str(out / WEIGHTS_NAME))
     (out / VOCAB_NAME).write_text(json.dumps({"words": vocab.words, "chars": vocab.chars}, ensure_ascii=False),
                                   encoding="utf-8")
+    if vocab.subword_tokenizer is not None:
+        vocab.subword_tokenizer.save(str(out / SUBWORD_TOKENIZER_NAME))
     digest = hashlib.sha256((out / WEIGHTS_NAME).read_bytes()).hexdigest()[:12]
     name = args.model_name or "tweetner-bilstm-crf"
     config = {
