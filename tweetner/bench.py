@@ -368,6 +368,8 @@ def _run_workers(stack, tweets: list, agent_settings, tagger_tps: float, workers
             **checks,
             "tagger_batch_size_avg": round(sum(m.get("batch_size_avg", 0) for m in metrics)
                                            / max(len(metrics), 1), 1),
+            # One consumer group: the workers share the partitions, so each tags a part.
+            "tagger_tweets_by_worker": [int(m.get("tweets_total", 0)) for m in metrics],
         }
     finally:
         if run is not None:

@@ -62,4 +62,8 @@ def test_bench_pipeline_stand_in_checks_by_id_and_measures_each_worker_count(tmp
         cpu = run["cpu_s_per_1000_tweets"]
         assert {"ingest", "tagger", "sink", "broker", "postgres"} <= set(cpu)
         assert all(cpu[k] > 0 for k in ("tagger", "sink", "postgres"))
-    assert result["runs"][0]["workers"] == 2 and result["runs"][0]["lost_tweets"] == 0
+    two = result["runs"][0]
+    assert two["workers"] == 2 and two["lost_tweets"] == 0
+    # Both workers of the one consumer group tagged a share, together every stored tweet.
+    assert len(two["tagger_tweets_by_worker"]) == 2 and min(two["tagger_tweets_by_worker"]) > 0
+    assert sum(two["tagger_tweets_by_worker"]) >= two["stored_tweets"]
