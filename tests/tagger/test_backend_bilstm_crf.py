@@ -153,3 +153,15 @@ def test_static_subword_embeddings_save_and_load(tmp_path: Path) -> None:
     assert tagger.network.subwords is not None
     [entities] = tagger.predict(["I met Barack Obama at Google !!"])
     assert {(e.text, e.label) for e in entities} == {("Barack Obama", "person"), ("Google", "company")}
+
+
+def test_the_shipped_bilstm_crf_loads_and_tags() -> None:
+    directory = Path(__file__).resolve().parents[2] / "tagger" / "bilstm_crf_model"
+    size = sum(p.stat().st_size for p in directory.iterdir())
+    assert size < 20 * 1024 * 1024, f"the shipped BiLSTM-CRF is {size} bytes; the limit is 20 MB"
+    tagger = load_tagger(directory)
+    assert len(tagger.labels) == 10 and tagger.model_name == "tweetner-wnut16-bilstm-crf"
+    text = "@jimmyfallon on tour with Taylor Swift 😀 https://t.co/x"
+    [entities] = tagger.predict([text])
+    assert ("Taylor Swift", "person") in {(e.text, e.label) for e in entities}
+    assert all(text[e.start:e.end] == e.text for e in entities)
