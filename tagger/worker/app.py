@@ -3,16 +3,17 @@
 Delivery is at-least-once and never relies on Faust acking for us:
 
 * values and keys are ``raw`` bytes, so no deserializer can fail inside Faust;
-* batches come from ``stream.noack_take()``, and each event is acked by hand only after every
-  output of its batch (tagged records and dead letters) was acknowledged by the broker. If
-  anything in between raises or the task is cancelled, nothing is acked, so the offsets are not
-  committed and the batch is re-read after a restart or rebalance (the sink is idempotent, so a
-  re-read batch changes nothing). ``take()`` would ack the batch in a ``finally`` even then;
+* batches come from the fetcher in bulk (tagger.worker.inbox, tagger.worker.transport), not
+  through a Faust stream, whose per-record events cost more than tagging with a small model;
+  each message is acked by hand only after every output of its batch (tagged records and dead
+  letters) was acknowledged by the broker. If anything in between raises or the task is
+  cancelled, nothing is acked, so the offsets are not committed and the batch is re-read after
+  a restart or rebalance (the sink is idempotent, so a re-read batch changes nothing);
 * sends that fail are retried with backoff; if the broker stays away past ``send_timeout_s`` the
   worker shuts itself down rather than skip the batch.
 
-No Faust tables: they cannot be updated from inside a ``take()`` batch safely, and the aggregates
-live in PostgreSQL (the sink) anyway.
+No Faust tables: they cannot be updated from a batch safely, and the aggregates live in
+PostgreSQL (the sink) anyway.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from contracts.messages import record_source
 from tagger.tagging import TextTagger
 from tagger.worker.agent import AgentMetrics, BatchTagger, InputRecord, TopicWatch
 from tagger.worker.health import Streaks
+from tagger.worker.inbox import RecordInbox
 from tagger.worker.metrics import TaggerMetrics
 from tagger.worker.settings import AgentSettings
 from tagger.worker.transport import TaggerApp
@@ -53,7 +55,8 @@ class _Health:
 def create_app(settings: AgentSettings, model: TextTagger) -> faust.App:
     """The Faust app: the tagging agent, its output sender, and the /metrics, /metrics.json
     and /health pages."""
-    app = _faust_app(settings)
+    inbox = RecordInbox(max_records=2 * settings.batch_size)
+    app = _faust_app(settings, inbox)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagger-model")
     metrics = AgentMetrics()
     watch = TopicWatch(settings.kafka_bootstrap, {settings.topics.tweets: settings.topics.partitions,
@@ -64,7 +67,7 @@ def create_app(settings: AgentSettings, model: TextTagger) -> faust.App:
         lag=lambda: _consumer_lag(app, settings.topics.tweets, metrics, keyed=True))
     app.tweetner_executor = executor  # type: ignore[attr-defined]
     app.tweetner_topic_watch = watch  # type: ignore[attr-defined]
-    _add_agent(app, settings, BatchTagger(model, executor), metrics, prom, health)
+    _add_agent(app, inbox, settings, BatchTagger(model, executor), metrics, prom, health)
     _add_topic_watch(app, watch, settings.topic_watch_interval_s)
     _add_pages(app, settings, model, metrics, prom, health)
     return app
@@ -82,10 +85,11 @@ def _add_topic_watch(app: faust.App, watch: TopicWatch, interval_s: float) -> No
             log.warning("topics match again; resuming")
 
 
-def _faust_app(s: AgentSettings) -> faust.App:
+def _faust_app(s: AgentSettings, inbox: RecordInbox) -> faust.App:
     return TaggerApp(
         s.group,
         fetch_max_wait_ms=s.fetch_max_wait_ms,
+        inbox=inbox,
         broker=f"kafka://{s.kafka_bootstrap.replace(',', ';kafka://')}",
         value_serializer="raw",
         key_serializer="raw",
@@ -160,23 +164,35 @@ class _OutputSender:
                 delay = min(delay * 2, 10.0)
 
 
-def _add_agent(app: faust.App, s: AgentSettings, batch_tagger: BatchTagger, metrics: AgentMetrics,
+def _add_agent(app: faust.App, inbox: RecordInbox, s: AgentSettings, batch_tagger: BatchTagger, metrics: AgentMetrics,
                prom: TaggerMetrics, health: _Health) -> None:
     tweets = app.topic(s.topics.tweets, value_serializer="raw", key_serializer="raw",
                        partitions=s.topics.partitions)
     tagged, dead = s.topics.tagged, s.topics.deadletter
     sender = _OutputSender(app, s.send_timeout_s, metrics, prom, health.streaks)
 
-    @app.agent(tweets, name="tag_tweets")
-    async def tag_tweets(stream: faust.StreamT) -> None:
-        async for events in stream.noack_take(s.batch_size, within=s.batch_within_s):
+    app.topics.add(tweets)  # subscribed as an agent's topic would be; read through the inbox
+
+    @app.task
+    async def tag_tweets() -> None:
+        consumer = app.consumer
+        while not app.should_stop:
+            messages = await inbox.take(s.batch_size, s.batch_within_s)
+            # A rebalance in progress, or records fetched before it: the new assignment re-reads
+            # them from the committed offsets (Faust drops its buffered events the same way).
+            generation = app.consumer_generation_id
+            if not consumer.flow_active:
+                continue
+            events = [m for m in messages if m.generation_id == generation]
+            if not events:
+                continue
+            consumer.track_batch(events)
             # Sending with a stale partition count would lose tweets while counting them as
             # done: hold the batch, unacked, until the topics match (health says why).
             while health.watch.problem:
                 await asyncio.sleep(1.0)
             started = time.perf_counter()
-            records = [InputRecord(e.message.value, e.message.topic, e.message.partition,
-                                   e.message.offset) for e in events]
+            records = [InputRecord(m.value, m.topic, m.partition, m.offset) for m in events]
             where = record_source(records[0]) if records else "?"
             outcome = await batch_tagger.tag(records)
             _note_model_failures(outcome, health.streaks, where)
@@ -187,8 +203,8 @@ def _add_agent(app: faust.App, s: AgentSettings, batch_tagger: BatchTagger, metr
                          letter.model_dump_json().encode("utf-8")) for _, letter in outcome.dead]
             # Acks only after the outputs are acknowledged: a crash before re-processes the batch.
             await sender.send_all(outputs, where)
-            for event in events:
-                await stream.ack(event)
+            for message in events:
+                consumer.ack(message)
             for rec in records:
                 key = (rec.topic, rec.partition)
                 metrics.next_offsets[key] = max(metrics.next_offsets.get(key, 0), rec.offset + 1)
