@@ -122,6 +122,24 @@ class Vocabulary:
             self._cache[word] = hit
         return hit
 
+    def features_many(self, words: Sequence[str]) -> list[tuple[int, int, tuple[int, ...], tuple[int, ...]]]:
+        """features() of many words, with the subword tokenizer called once for those not cached."""
+        if self.subword_tokenizer is None:
+            return [self.features(w) for w in words]
+        missing = [w for w in dict.fromkeys(words) if w not in self._cache]
+        if missing:
+            keys = [normalise(w) for w in missing]
+            encoded = self.subword_tokenizer.encode_batch(keys, add_special_tokens=False)
+            get = self._char_id.get
+            if len(self._cache) + len(missing) > 500_000:
+                self._cache.clear()
+            for word, key, enc in zip(missing, keys, encoded):
+                pieces = () if key in (URL, USER) else tuple(enc.ids[:MAX_SUBWORDS])
+                self._cache[word] = (self.word_id(word), casing(word),
+                                     tuple(get(c, UNK) for c in word[:MAX_WORD_CHARS]), pieces)
+        cache = self._cache
+        return [cache[w] if w in cache else self.features(w) for w in words]
+
     def encode(self, sentences: Sequence[Sequence[str]]) -> Batch:
         """Padded arrays for non-empty sentences."""
         n = len(sentences)

@@ -178,8 +178,7 @@ class BiLstmCrfTagger(WordTagger):
             grown = torch.zeros(2, max(needed, 2 * self._table.shape[1]), self._table.shape[2])
             grown[:, : self._table.shape[1]] = self._table
             self._table = grown
-        features = self.vocab.features
-        feats = [features(w) for w in words]
+        feats = self.vocab.features_many(words)
         sizes = np.fromiter((len(f[2]) for f in feats), dtype=np.int64, count=len(feats))
         chars = np.zeros((len(words), max(1, int(sizes.max()))), dtype=np.int64)
         starts = np.cumsum(sizes) - sizes
@@ -187,10 +186,12 @@ class BiLstmCrfTagger(WordTagger):
         chars[row, np.arange(int(sizes.sum())) - np.repeat(starts, sizes)] = list(chain.from_iterable(f[2] for f in feats))
         subs = None
         if self.network.subwords is not None:
-            subs = torch.zeros(len(words), MAX_SUBWORDS, dtype=torch.long)
-            for i, f in enumerate(feats):
-                if f[3]:
-                    subs[i, : len(f[3])] = torch.tensor(f[3])
+            pieces = np.fromiter((len(f[3]) for f in feats), dtype=np.int64, count=len(feats))
+            sub_ids = np.zeros((len(words), MAX_SUBWORDS), dtype=np.int64)
+            sub_ids[np.repeat(np.arange(len(words)), pieces),
+                    np.arange(int(pieces.sum())) - np.repeat(np.cumsum(pieces) - pieces, pieces)] = \
+                list(chain.from_iterable(f[3] for f in feats))
+            subs = torch.from_numpy(sub_ids)
         x = self.network.word_inputs(torch.tensor([f[0] for f in feats]), torch.tensor([f[1] for f in feats]),
                                      torch.from_numpy(chars), subs)
         first = self._rows[words[0]]
