@@ -101,6 +101,8 @@ def _models(args) -> list[str | None]:
 
 
 def run_bench(args) -> int:
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
     tweets = load_tweets(args.input, args.limit)
     device = args.device or default_device()
     print(f"tagger benchmark: {len(tweets)} tweets, batches of {args.batch_size}, device {device}, "

@@ -83,6 +83,8 @@ def add_bench_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--matrix", action="store_true",
                    help="run every precision, dynamic and fixed padding, and compare entities to fp32")
     p.add_argument("--dev", help="with --matrix: also report dev F1 per mode on this CoNLL file")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's, one per core; 1 is faster on a shared CPU)")
     p.set_defaults(func=_bench)
 
 
