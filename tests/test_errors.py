@@ -72,7 +72,7 @@ def test_ingest_unreachable_broker_fails_fast() -> None:
 def test_predict_missing_model() -> None:
     code, err = tweetner("predict", "--model", "/nonexistent", "hello")
     assert code == 2
-    assert "/nonexistent is not a span-marker model directory" in one_line(err)
+    assert "/nonexistent is not a model directory (no config.json)" in one_line(err)
 
 
 def test_predict_missing_input(tmp_path: Path) -> None:

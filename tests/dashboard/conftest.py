@@ -52,7 +52,9 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+# Module scope: playwright's sync API keeps an event loop running in the main thread while it is
+# open, and later tests that call asyncio.run() would fail beside it.
+@pytest.fixture(scope="module")
 def browser(chromium_path: str) -> Iterator[object]:
     try:
         from playwright.sync_api import sync_playwright
