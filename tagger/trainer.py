@@ -301,7 +301,9 @@ def _build_model(args: TrainingArgs, labels: list[str], encoder_dir: Path) -> tu
         missing = sorted(set(labels) - set(model.config.labels))
         if missing:
             raise ValueError(f"{args.init_model} has labels {model.config.labels[1:]}; the data also has {missing}")
-        for key in ("model_version", "threshold_sweep", "entity_threshold", "history"):
+        # What described the old weights (their version, threshold, history, measured speed).
+        for key in ("model_version", "threshold_sweep", "entity_threshold", "history", "throughput",
+                    "dev_per_type", "dev_f1_shipped"):
             model.config.tweetner.pop(key, None)
         if args.word_shape_dim and not model.config.word_shape_dim:
             model.add_word_shapes(args.word_shape_dim)
