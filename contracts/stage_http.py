@@ -48,6 +48,17 @@ class StageHttpServer:
         self._thread.start()
         log.info("%s: /metrics and /health on %s", self.name, self.url)
 
+    def start_or_explain(self, port_variable: str) -> str | None:
+        """Starts the server; on a port that cannot be bound, the one-line error a stage's command
+        prints (naming the address and the variable to change) instead of raising."""
+        address = f"{self.host}:{self.port}"
+        try:
+            self.start()
+        except OSError as exc:
+            return (f"cannot serve /metrics and /health on {address} ({exc.strerror or exc}); "
+                    f"free that port or set {port_variable}")
+        return None
+
     def stop(self) -> None:
         server, self._server = self._server, None
         if server is not None:

@@ -57,14 +57,9 @@ def run_ingest(args: argparse.Namespace) -> int:
 
     service = IngestService(settings)
     http = ingest_http_server(service)
-    if http is not None:
-        try:
-            http.start()
-        except OSError as exc:
-            print(f"tweetner ingest: cannot serve /metrics and /health on {settings.http_host}:"
-                  f"{settings.http_port} ({exc.strerror or exc}); free that port or set "
-                  "INGEST_HTTP_PORT", file=sys.stderr)
-            return 1
+    if http is not None and (problem := http.start_or_explain("INGEST_HTTP_PORT")):
+        print(f"tweetner ingest: {problem}", file=sys.stderr)
+        return 1
     try:
         return _ingest(args, settings, service, stop)
     finally:

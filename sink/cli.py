@@ -113,12 +113,8 @@ def _run_sink(args: argparse.Namespace) -> int:
     service = SinkService(_settings())
     http = sink_http_server(service)
     if http is not None:
-        try:
-            http.start()
-        except OSError as exc:
-            print(f"tweetner sink: cannot serve /metrics and /health on "
-                  f"{service.settings.http_host}:{service.settings.http_port} ({exc.strerror or exc}); "
-                  "free that port or set SINK_HTTP_PORT", file=sys.stderr)
+        if problem := http.start_or_explain("SINK_HTTP_PORT"):
+            print(f"tweetner sink: {problem}", file=sys.stderr)
             return 1
         print(f"sink: /metrics and /health on {http.url}", flush=True)
     for sig in (signal.SIGINT, signal.SIGTERM):
