@@ -405,18 +405,17 @@ def train(args: TrainingArgs, on_epoch: Callable[[EpochResult], None] | None = N
         logger.info("resuming %s after epoch %d (step %d, best dev F1 %s)", args.output, state["epoch"], step,
                     result.best_dev_f1)
     epochs_this_run = 0
-    stopped_early = state_stopped = False
+    # A run that stopped early (patience, max_steps) has nothing left to train when resumed.
     if args.resume and state.get("stopped"):
-        state_stopped = True
+        first_epoch = args.epochs + 1
+    redraw = args.negative_rate < 1 or any(p.share < 1 for p in prepared)
     for epoch in range(first_epoch, args.epochs + 1):
-        if state_stopped:
-            break
         if args.stop_after_epochs is not None and epochs_this_run >= args.stop_after_epochs:
             result.finished = False
             break
         model.train()
         epoch_started = time.perf_counter()
-        if epoch > 1 and args.negative_rate < 1 or epoch > 1 and any(p.share < 1 for p in prepared):
+        if epoch > 1 and redraw:
             rows = draw_rows(tokenizer, prepared, args.negative_rate, np_rng)
         batches = batches_by_length(rows, args.batch_size, rng)
         bar = tqdm(batches, desc=f"epoch {epoch}/{args.epochs}", unit="batch", dynamic_ncols=True)
