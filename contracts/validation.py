@@ -30,18 +30,17 @@ EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
 LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
 
 # C0 controls but \t \n \r, DEL, C1 controls; and lone surrogates (a str can hold them).
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
+# One pattern, one scan per string: every stage runs this on every string of every message.
+_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def check_text(value: str) -> str:
     """A string PostgreSQL and UTF-8 can hold, unchanged; otherwise ValueError saying why."""
-    bad = _CONTROL.search(value)
+    bad = _BAD.search(value)
     if bad:
-        raise ValueError(f"control character U+{ord(bad.group()):04X} at index {bad.start()}")
-    bad = _SURROGATE.search(value)
-    if bad:
-        raise ValueError(f"unpaired surrogate U+{ord(bad.group()):04X} at index {bad.start()}")
+        code = ord(bad.group())
+        what = "unpaired surrogate" if 0xD800 <= code <= 0xDFFF else "control character"
+        raise ValueError(f"{what} U+{code:04X} at index {bad.start()}")
     return value
 
 

@@ -3,7 +3,7 @@
 Everything for one batch happens in one transaction, in a fixed number of statements whatever
 the batch size: each step sends its rows as one array per column and unnests them in SQL
 (``INSERT ... SELECT FROM unnest(...)``), so a batch of 500 tweets costs the same few round
-trips as a batch of one. A column travels as one JSON array (the json module's C encoder): the
+trips as a batch of one. A column travels as one JSON array (orjson): the
 driver's own adaptation of Python lists quotes element by element, at about ten times the CPU. Trend buckets change only when a tweet's
 current state changes (new tweet, a record with another model version, or a correction: another
 text ingested later, see :func:`replaces`): that state lives in the tweets row, which is locked
@@ -12,7 +12,6 @@ can never count a mention twice.
 """
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from functools import lru_cache
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Iterable, Sequence
 
+import orjson
 from sqlalchemy import Connection, Engine, TextClause, text
 
 from sink.normalize import normalize_entity
@@ -93,15 +93,10 @@ def _tweet_row(rec: TaggedTweet) -> tuple:
             rec.model_name, rec.model_version)
 
 
-def _json_value(value: object) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not a column value")
-
-
 def _array(values: Iterable[object]) -> str:
-    """One column as the JSON text :func:`_sql_array` turns back into a PostgreSQL array."""
-    return json.dumps(list(values), ensure_ascii=False, default=_json_value)
+    """One column as the JSON text :func:`_sql_array` turns back into a PostgreSQL array
+    (datetimes as RFC 3339 with their offset, which PostgreSQL's timestamptz reads)."""
+    return orjson.dumps(list(values)).decode("utf-8")
 
 
 def _columns(rows: Sequence[tuple], names: Sequence[str]) -> dict[str, str]:

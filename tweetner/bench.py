@@ -311,8 +311,11 @@ def _measure(run: _PipelineRun, tweets: list, tagger_tps: float, warm_n: int,
     span = run.probe.span_s(ids)
     pipeline_tps = stored_a / span if span > 0 else 0.0
     sat = run.probe.latencies_ms(ids)
+    finish = run.probe.stage_finish_s(ids)
     print(f"pipeline saturated: {stored_a}/{n} stored in {span:.1f}s = {pipeline_tps:.1f} "
           f"tweets/s ({100 * pipeline_tps / tagger_tps:.0f}% of tagger only)", flush=True)
+    print("last tweet out of each stage after (s): " + ", ".join(f"{k} {v}" for k, v in finish.items()),
+          flush=True)
     per_k = cpu.per_thousand(stored_a)
     total = sum(per_k.values())
     print("CPU seconds per 1,000 tweets: " + ", ".join(f"{k} {v:.3f}" for k, v in per_k.items())
@@ -334,6 +337,7 @@ def _measure(run: _PipelineRun, tweets: list, tagger_tps: float, warm_n: int,
         "steady_rate_tweets_per_second": round(rate, 1),
         "saturated_latency_p50_ms": round(percentile(sat, 0.5), 1),
         "saturated_latency_p95_ms": round(percentile(sat, 0.95), 1),
+        "saturated_stage_finish_s": finish,
         "stored_tweets": stored_a + stored_b,
         "lost_tweets": n + steady_n - stored_a - stored_b,
         "cpu_s_per_1000_tweets": per_k,

@@ -237,6 +237,19 @@ class StoredProbe:
                 "WHERE id = ANY(:ids)"), {"ids": list(ids)}).scalar()
         return float(row or 0.0)
 
+    def stage_finish_s(self, ids: Sequence[str]) -> dict[str, float]:
+        """Seconds from the first produce of ``ids`` to the last one each stage finished: which
+        stage a saturated run waited for (its figure is close to the pipeline's span)."""
+        from sqlalchemy import text
+
+        with self.engine.connect() as conn:
+            row = conn.execute(text(
+                "SELECT extract(epoch FROM max(ingested_at) - min(ingested_at)), "
+                "extract(epoch FROM max(tagged_at) - min(ingested_at)), "
+                "extract(epoch FROM max(stored_at) - min(ingested_at)) FROM tweets "
+                "WHERE id = ANY(:ids)"), {"ids": list(ids)}).one()
+        return {stage: round(float(v or 0.0), 2) for stage, v in zip(("ingest", "tagger", "sink"), row)}
+
     def top(self, limit: int = 10) -> list:
         """Top entities of the 15 minutes up to the newest trend bucket (not up to now, so archives
         with old timestamps show something too)."""

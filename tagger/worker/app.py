@@ -22,8 +22,9 @@ import logging
 import os
 import signal
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -119,13 +120,25 @@ def _faust_app(s: AgentSettings, inbox: RecordInbox) -> faust.App:
     )
 
 
+class Output(NamedTuple):
+    """One record to produce; ``partition`` None lets the key choose it."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    partition: int | None = None
+
+
 class _OutputSender:
     """Sends a batch's outputs and waits for the broker's acks, retrying the whole set until it
     sticks; after ``send_timeout_s`` the worker stops without acking, so the batch is re-read.
 
-    Records go to the app's producer directly (topic name, key, value; the key picks the
-    partition as a Faust topic would): ``Topic.send`` wraps each record in channel, future and
-    callback objects that cost more than tagging it with a small model."""
+    Records with a partition go to the broker as one record batch per partition (aiokafka's
+    batch builder, records appended in C), the rest one by one through the app's producer (the
+    key picks the partition as a Faust topic would). ``Topic.send`` would wrap each record in
+    channel, future and callback objects, and even the producer's own ``send`` is a few
+    coroutines, a partitioner call and a future per record: together more than tagging it with
+    a small model."""
 
     def __init__(self, app: faust.App, send_timeout_s: float, metrics: AgentMetrics,
                  prom: TaggerMetrics, streaks: Streaks) -> None:
@@ -135,15 +148,35 @@ class _OutputSender:
         self.prom = prom
         self.streaks = streaks
 
-    async def send_all(self, outputs: list[tuple[str, bytes, bytes]], where: str) -> None:
+    async def _send_once(self, outputs: list[Output]) -> None:
+        producer = self.app.producer
+        futures: list[Any] = []
+        by_partition: dict[tuple[str, int], list[Output]] = {}
+        for out in outputs:
+            if out.partition is None:
+                futures.append(await producer.send(out.topic, out.key, out.value, None, None, None))
+            else:
+                by_partition.setdefault((out.topic, out.partition), []).append(out)
+        if by_partition:
+            client = producer._ensure_producer()  # aiokafka's producer: batches bypass Faust
+            for (topic, partition), records in by_partition.items():
+                batch = client.create_batch()
+                for out in records:
+                    if batch.append(key=out.key, value=out.value, timestamp=None) is None:
+                        # Full: this batch goes, the record opens the next (an empty batch
+                        # takes any record, so a second refusal cannot happen).
+                        futures.append(await client.send_batch(batch, topic, partition=partition))
+                        batch = client.create_batch()
+                        batch.append(key=out.key, value=out.value, timestamp=None)
+                futures.append(await client.send_batch(batch, topic, partition=partition))
+        await asyncio.gather(*futures)
+
+    async def send_all(self, outputs: list[Output], where: str) -> None:
         deadline = time.monotonic() + self.send_timeout_s
         delay = 0.2
         while True:
             try:
-                producer = self.app.producer
-                futures = [await producer.send(topic, key, value, None, None, None)
-                           for topic, key, value in outputs]
-                await asyncio.gather(*futures)
+                await self._send_once(outputs)
                 self.streaks.succeeded("send")
                 return
             except asyncio.CancelledError:
@@ -173,48 +206,69 @@ def _add_agent(app: faust.App, inbox: RecordInbox, s: AgentSettings, batch_tagge
 
     app.topics.add(tweets)  # subscribed as an agent's topic would be; read through the inbox
 
+    async def deliver(events: list[Any], records: list[InputRecord], outcome: Any,
+                      outputs: list[Output], where: str, started: float) -> None:
+        # Acks only after the outputs are acknowledged: a crash before re-processes the batch.
+        await sender.send_all(outputs, where)
+        consumer = app.consumer
+        for message in events:
+            consumer.ack(message)
+        for rec in records:
+            key = (rec.topic, rec.partition)
+            metrics.next_offsets[key] = max(metrics.next_offsets.get(key, 0), rec.offset + 1)
+        metrics.record_batch(len(records), len(outcome.tagged), len(outcome.dead),
+                             time.perf_counter() - started, outcome.model_seconds)
+        prom.batch_done(len(records), len(outcome.tagged),
+                        [letter.reason for _, letter in outcome.dead],
+                        time.perf_counter() - started, outcome.model_seconds)
+        if outcome.dead:
+            log.info("batch of %d: %d dead letters", len(records), len(outcome.dead))
+
     @app.task
     async def tag_tweets() -> None:
         consumer = app.consumer
-        while not app.should_stop:
-            messages = await inbox.take(s.batch_size, s.batch_within_s)
-            # A rebalance in progress, or records fetched before it: the new assignment re-reads
-            # them from the committed offsets (Faust drops its buffered events the same way).
-            generation = app.consumer_generation_id
-            if not consumer.flow_active:
-                continue
-            events = [m for m in messages if m.generation_id == generation]
-            if not events:
-                continue
-            consumer.track_batch(events)
-            # Sending with a stale partition count would lose tweets while counting them as
-            # done: hold the batch, unacked, until the topics match (health says why).
-            while health.watch.problem:
-                await asyncio.sleep(1.0)
-            started = time.perf_counter()
-            records = [InputRecord(m.value, m.topic, m.partition, m.offset) for m in events]
-            where = record_source(records[0]) if records else "?"
-            outcome = await batch_tagger.tag(records)
-            _note_model_failures(outcome, health.streaks, where)
-            outputs: list[tuple[str, bytes, bytes]] = [
-                (tagged, t.id.encode("utf-8"), t.model_dump_json().encode("utf-8"))
-                for _, t in outcome.tagged]
-            outputs += [(dead, (letter.source or "").encode("utf-8"),
-                         letter.model_dump_json().encode("utf-8")) for _, letter in outcome.dead]
-            # Acks only after the outputs are acknowledged: a crash before re-processes the batch.
-            await sender.send_all(outputs, where)
-            for message in events:
-                consumer.ack(message)
-            for rec in records:
-                key = (rec.topic, rec.partition)
-                metrics.next_offsets[key] = max(metrics.next_offsets.get(key, 0), rec.offset + 1)
-            metrics.record_batch(len(records), len(outcome.tagged), len(outcome.dead),
-                                 time.perf_counter() - started, outcome.model_seconds)
-            prom.batch_done(len(records), len(outcome.tagged),
-                            [letter.reason for _, letter in outcome.dead],
-                            time.perf_counter() - started, outcome.model_seconds)
-            if outcome.dead:
-                log.info("batch of %d: %d dead letters", len(records), len(outcome.dead))
+        # Deliveries (sends, then acks) of the batches tagged before this one, oldest first.
+        # Faust commits only offsets acked without gaps, so acks finishing out of order are safe.
+        in_flight: deque[asyncio.Future[None]] = deque()
+        try:
+            while not app.should_stop:
+                messages = await inbox.take(s.batch_size, s.batch_within_s)
+                # A rebalance in progress, or records fetched before it: the new assignment
+                # re-reads them from the committed offsets (Faust drops buffered events so too).
+                generation = app.consumer_generation_id
+                if not consumer.flow_active:
+                    continue
+                events = [m for m in messages if m.generation_id == generation]
+                if not events:
+                    continue
+                consumer.track_batch(events)
+                # Sending with a stale partition count would lose tweets while counting them as
+                # done: hold the batch, unacked, until the topics match (health says why).
+                while health.watch.problem:
+                    await asyncio.sleep(1.0)
+                started = time.perf_counter()
+                records = [InputRecord(m.value, m.topic, m.partition, m.offset) for m in events]
+                where = record_source(records[0]) if records else "?"
+                outcome = await batch_tagger.tag(records)
+                _note_model_failures(outcome, health.streaks, where)
+                # A tagged tweet goes to its input's partition number: the topics share one
+                # partition count (the topic watch holds the batch when they do not), so for a
+                # tweet ingest keyed by id this is the partition its key picks anyway.
+                outputs = [Output(tagged, t.id.encode("utf-8"), t.model_dump_json().encode("utf-8"),
+                                  rec.partition) for rec, t in outcome.tagged]
+                outputs += [Output(dead, (letter.source or "").encode("utf-8"),
+                                   letter.model_dump_json().encode("utf-8"))
+                            for _, letter in outcome.dead]
+                in_flight.append(asyncio.ensure_future(
+                    deliver(events, records, outcome, outputs, where, started)))
+                while len(in_flight) >= s.batches_in_flight or (in_flight and in_flight[0].done()):
+                    await in_flight.popleft()
+            while in_flight:
+                await in_flight.popleft()
+        finally:
+            # Stopping: what is not delivered is not acked, and is re-read after the restart.
+            for task in in_flight:
+                task.cancel()
 
 
 def _note_model_failures(outcome: Any, streaks: Streaks, where: str) -> None:

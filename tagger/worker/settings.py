@@ -13,6 +13,9 @@ class AgentSettings(StageSettings):
     # arrived within batch_within_s of the first one.
     batch_size: int = Field(64, validation_alias="TAGGER_BATCH_SIZE", gt=0)
     batch_within_s: float = Field(0.2, validation_alias="TAGGER_BATCH_WITHIN_S", gt=0)
+    # Batches whose outputs may still await the broker's acks while the next one is tagged: the
+    # model does not sit idle for a produce round trip. 1 = strictly one batch at a time.
+    batches_in_flight: int = Field(2, validation_alias="TAGGER_BATCHES_IN_FLIGHT", ge=1, le=16)
     # Model: a directory (None = the shipped default model), device ("cpu", "cuda", None = best
     # available) and precision ("fp32", "fp16", "bf16", None = the device's default).
     model_dir: str | None = Field(None, validation_alias="TAGGER_MODEL_DIR")
