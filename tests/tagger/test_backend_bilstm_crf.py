@@ -131,19 +131,44 @@ def test_train_arch_bilstm_crf_from_the_command(tmp_path: Path) -> None:
     assert len(load_tagger(out).predict(RAW_TWEETS[:3])) == 3
 
 
-def test_the_unrolled_inference_lstm_equals_torch_lstm(model_dir: Path) -> None:
-    tagger = load_tagger(model_dir)
-    sentences = [t.split() for t in RAW_TWEETS[:4]]
+def _assert_inference_equals_the_network(tagger) -> None:
+    # Longest first, as tag_words orders a batch; words of every length up to the longest.
+    sentences = sorted((t.split() for t in RAW_TWEETS), key=len, reverse=True)
     with torch.inference_mode():
         index, lengths = tagger._inputs(sentences)
         reverse = reverse_index(lengths, index.shape[1])
-        ours = tagger._emissions(index, reverse)
+        ours = tagger._emissions(index, reverse, lengths)
         batch = tagger.vocab.encode(sentences)
+        subwords = None if batch.subword_ids is None else torch.from_numpy(batch.subword_ids)
         x = tagger.network.word_inputs(torch.from_numpy(batch.word_ids), torch.from_numpy(batch.case_ids),
-                                       torch.from_numpy(batch.char_ids))
+                                       torch.from_numpy(batch.char_ids), subwords)
         theirs = tagger.network.emissions_from_inputs(x, reverse)
     for b, n in enumerate(lengths.tolist()):
         assert torch.allclose(ours[b, :n], theirs[b, :n], atol=1e-5)
+
+
+def test_the_unrolled_inference_lstm_equals_torch_lstm(model_dir: Path) -> None:
+    """The word table (char CNN as lookups, doubled cell gate) and the recurrence over running
+    sentences only give the network's own emissions."""
+    _assert_inference_equals_the_network(load_tagger(model_dir))
+
+
+def test_the_unrolled_inference_with_subwords_equals_torch_lstm(tmp_path: Path) -> None:
+    _assert_inference_equals_the_network(load_tagger(make_tiny_bilstm_crf(tmp_path / "sub", subword_dim=8)))
+
+
+def test_viterbi_takes_sentences_in_any_order() -> None:
+    torch.manual_seed(2)
+    crf = Crf(TAGS)
+    with torch.no_grad():
+        for p in crf.parameters():
+            p.normal_()
+    lengths = torch.tensor([2, 7, 1, 7, 4])
+    em = torch.randn(5, 7, len(TAGS))
+    paths = crf.viterbi(em, lengths)
+    for b, n in enumerate(lengths.tolist()):
+        alone = crf.viterbi(em[b : b + 1, :n], lengths[b : b + 1])
+        assert paths[b, :n].tolist() == alone[0].tolist() and not paths[b, n:].any()
 
 
 def test_static_subword_embeddings_save_and_load(tmp_path: Path) -> None:
@@ -165,3 +190,21 @@ def test_the_shipped_bilstm_crf_loads_and_tags() -> None:
     [entities] = tagger.predict([text])
     assert ("Taylor Swift", "person") in {(e.text, e.label) for e in entities}
     assert all(text[e.start:e.end] == e.text for e in entities)
+
+
+def test_subword_pieces_equal_the_tokenizers_full_encode(tmp_path: Path) -> None:
+    from tokenizers import Tokenizer
+
+    from tagger.backends.bilstm_crf.features import MAX_SUBWORDS, normalise
+
+    directory = make_tiny_bilstm_crf(tmp_path / "sub", subword_dim=8)
+    vocab = load_tagger(directory).vocab
+    reference = Tokenizer.from_file(str(directory / "subword_tokenizer.json"))
+    words = ["Obama", "smallbiz", "#NowPlaying", "don't", "isn't", "café", "Zürich", "2016", "x1000",
+             "東京", "naïve", "U.S.", "😀", "supercalifragilisticexpialidocious", "a"]
+    keys = [normalise(w) for w in words]
+    pieces = vocab.subword_pieces(keys)
+    for key in keys:
+        full = [i for i in reference.encode(key, add_special_tokens=False).ids if i != reference.padding["pad_id"]] \
+            if reference.padding else reference.encode(key, add_special_tokens=False).ids
+        assert pieces[key] == tuple(full[:MAX_SUBWORDS]), key

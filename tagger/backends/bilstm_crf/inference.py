@@ -32,6 +32,7 @@ class BiLstmCrfTagger(WordTagger):
     # fp32 only: the network is small enough that reduced precision buys nothing on a CPU, and
     # AVX2 CPUs have no bf16 arithmetic.
     PRECISIONS = ("fp32",)
+    pause_gc = True
 
     def __init__(self, network: BiLstmCrf, vocab: Vocabulary, tags: Sequence[str], *, model_name: str,
                  model_version: str, device: str | None = None, precision: str | None = None,
@@ -83,8 +84,10 @@ class BiLstmCrfTagger(WordTagger):
 
     def tag_words(self, sentences: Sequence[Sequence[str]]) -> list[list[SpanTuple]]:
         out: list[list[SpanTuple]] = [[] for _ in sentences]
-        # Sorted by length so that each batch is padded only to its own longest sentence.
-        order = sorted((i for i, s in enumerate(sentences) if s), key=lambda i: len(sentences[i]))
+        # Longest first: each batch is padded only to its own longest sentence, and at word
+        # position t the sentences still running are a prefix of the batch (as in packed
+        # sequences), so the recurrence and Viterbi compute real words only.
+        order = sorted((i for i, s in enumerate(sentences) if s), key=lambda i: -len(sentences[i]))
         outside = self.tagset.outside
         with torch.inference_mode():
             for lo in range(0, len(order), self.max_batch_rows):
@@ -94,7 +97,7 @@ class BiLstmCrfTagger(WordTagger):
                 index, lengths = self._inputs(batch)
                 steps = index.shape[1]
                 reverse = reverse_index(lengths, steps)
-                em = self._emissions(index, reverse)
+                em = self._emissions(index, reverse, lengths)
                 paths = self.network.crf.viterbi(em, lengths)
                 # Scores (marginals: a forward-backward pass) only where there is an entity to score.
                 tagged = ((paths != outside) & (torch.arange(steps) < lengths[:, None])).any(1).nonzero().squeeze(1)
@@ -112,31 +115,56 @@ class BiLstmCrfTagger(WordTagger):
         self.stats.text_tokens += sum(len(s) for s in sentences)
         return out
 
-    def _emissions(self, index: torch.Tensor, reverse: torch.Tensor) -> torch.Tensor:
-        """Tag scores [B, T, C] of the words whose table rows are ``index`` [B, T].
+    def _emissions(self, index: torch.Tensor, reverse: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Tag scores [B, T, C] of the words whose table rows are ``index`` [B, T], the rows
+        sorted by descending length (positions past a sentence's end score the output bias).
 
         The same function as BiLstmCrf.emissions_from_inputs (a test holds them equal), written
-        out so that the input projections come from the word table and both directions step
-        together in one batched matrix product per word position.
+        out for throughput: the input projections come from the word table; the words are
+        packed time-major, real words only (at position t the sentences still running are a
+        prefix of the batch, as in torch's packed sequences), so each step reads one
+        contiguous block; both directions step together in one batched matrix product; the
+        cell gate's pre-activations are doubled in the table and the recurrent weights
+        (_unpack_lstms), so one sigmoid serves all four gates: tanh(x) = 2 sigmoid(2x) - 1.
         """
         batch, steps = index.shape
         hidden = self._w_hh.shape[1]
-        four = 4 * hidden
-        # Input projections of each direction, the backward one read in reverse: [2, B, T, 4H].
-        gates_in = torch.empty(2, batch, steps, four)
-        torch.index_select(self._table[0], 0, index.view(-1), out=gates_in[0].view(-1, four))
-        torch.index_select(self._table[1], 0, index.gather(1, reverse).view(-1), out=gates_in[1].view(-1, four))
-        h = torch.zeros(2, batch, hidden)
-        c = torch.zeros(2, batch, hidden)
-        out = torch.empty(2, batch, steps, hidden)
-        for t in range(steps):
-            gates = torch.baddbmm(gates_in[:, :, t], h, self._w_hh)
-            s = torch.sigmoid(gates)
-            c = s[..., hidden : 2 * hidden] * c + s[..., :hidden] * torch.tanh(gates[..., 2 * hidden : 3 * hidden])
+        running = _running(lengths, steps)
+        real = (torch.arange(steps).unsqueeze(0) < lengths.unsqueeze(1)).t()  # [T, B] time-major
+        total = int(lengths.sum())
+        # Input projections of each direction, packed [2, N, 4H]; the backward one reads each
+        # sentence in reverse.
+        gates_in = torch.stack([self._table[0].index_select(0, index.t()[real]),
+                                self._table[1].index_select(0, index.gather(1, reverse).t()[real])])
+        w_hh = self._w_hh
+        h = torch.zeros(2, running[0], hidden)
+        c = torch.zeros(2, running[0], hidden)
+        out = torch.empty(2, total, hidden)
+        offset = 0
+        for k in running:
+            if k < h.shape[1]:
+                h, c = h[:, :k], c[:, :k]
+            s = torch.sigmoid(torch.baddbmm(gates_in[:, offset : offset + k], h, w_hh))
+            i = s[..., :hidden]
+            c = torch.addcmul(torch.mul(s[..., hidden : 2 * hidden], c).sub_(i), i, s[..., 2 * hidden : 3 * hidden],
+                              value=2.0)
             h = s[..., 3 * hidden :] * torch.tanh(c)
-            out[:, :, t] = h
-        backward = out[1].gather(1, reverse.unsqueeze(2).expand(batch, steps, hidden))
-        return self.network.emit(torch.cat([out[0], backward], dim=2))
+            out[:, offset : offset + k] = h
+            offset += k
+        # The output layer is linear: each direction's share per packed word, summed per word
+        # position; padding reads the appended zero row.
+        emit = self.network.emit
+        weight = emit.weight  # [C, 2H]
+        shares = torch.zeros(2, total + 1, weight.shape[0])
+        torch.matmul(out[0], weight[:, :hidden].t(), out=shares[0, :total])
+        torch.matmul(out[1], weight[:, hidden:].t(), out=shares[1, :total])
+        starts = torch.tensor([0, *running[:-1]]).cumsum(0)  # packed offset of each step
+        rows = torch.arange(batch).unsqueeze(1)
+        pad = ~real.t()
+        forward_at = (starts.unsqueeze(0) + rows).masked_fill_(pad, total)
+        backward_at = (starts[reverse] + rows).masked_fill_(pad, total)
+        em = shares[0][forward_at] + shares[1][backward_at]
+        return em + emit.bias if emit.bias is not None else em
 
     def _inputs(self, batch: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Rows of the word table [B, T] (0: padding) of a batch, and its lengths. A word's input
@@ -175,10 +203,11 @@ class BiLstmCrfTagger(WordTagger):
             words = list(self._rows)
             needed = len(self._rows) + 1
         if needed > self._table.shape[1]:
-            grown = torch.zeros(2, max(needed, 2 * self._table.shape[1]), self._table.shape[2])
+            # Rows past the old table are written before they are read.
+            grown = torch.empty(2, max(needed, 2 * self._table.shape[1]), self._table.shape[2])
             grown[:, : self._table.shape[1]] = self._table
             self._table = grown
-        feats = self.vocab.features_many(words)
+        feats = self.vocab.features_many(words, keep=False)
         sizes = np.fromiter((len(f[2]) for f in feats), dtype=np.int64, count=len(feats))
         chars = np.zeros((len(words), max(1, int(sizes.max()))), dtype=np.int64)
         starts = np.cumsum(sizes) - sizes
@@ -192,8 +221,8 @@ class BiLstmCrfTagger(WordTagger):
                     np.arange(int(pieces.sum())) - np.repeat(np.cumsum(pieces) - pieces, pieces)] = \
                 list(chain.from_iterable(f[3] for f in feats))
             subs = torch.from_numpy(sub_ids)
-        x = self.network.word_inputs(torch.tensor([f[0] for f in feats]), torch.tensor([f[1] for f in feats]),
-                                     torch.from_numpy(chars), subs)
+        x = self._word_inputs(torch.tensor([f[0] for f in feats]), torch.tensor([f[1] for f in feats]),
+                              torch.from_numpy(chars), subs)
         first = self._rows[words[0]]
         four = self._table.shape[2]
         vectors = torch.addmm(self._b_ih, x, self._w_ih)
@@ -205,10 +234,49 @@ class BiLstmCrfTagger(WordTagger):
         # [direction, row, 4H]: each word's input projection for the forward and backward LSTM.
         self._table = torch.zeros(2, 4096, self._w_ih.shape[1] // 2)
 
+    def _word_inputs(self, word_ids: torch.Tensor, case_ids: torch.Tensor, char_ids: torch.Tensor,
+                     subword_ids: torch.Tensor | None) -> torch.Tensor:
+        """BiLstmCrf.word_inputs [N, D] of N words, with the character CNN as table lookups: a
+        convolution over embedded characters is, per filter offset, a sum of each character's
+        embedding projected through that offset's weights, so the projections of every
+        character are computed once (_unpack_lstms) and the CNN becomes K gathers and adds."""
+        net = self.network
+        n, letters = char_ids.shape
+        kernel, pad = self._char_proj.shape[0], self._char_pad
+        # Outside the word the convolution reads zeros: the table's last row.
+        padded = torch.full((n, letters + 2 * pad), self._char_proj.shape[1] - 1, dtype=torch.long)
+        padded[:, pad : pad + letters] = char_ids
+        width = letters + 2 * pad - kernel + 1  # the convolution's output length
+        conv = self._char_bias.expand(n, width, -1).clone()
+        for k in range(kernel):
+            conv += self._char_proj[k].index_select(0, padded[:, k : k + width].reshape(-1)).view(n, width, -1)
+        parts = [net.words(word_ids), conv.max(dim=1).values, net.cases(case_ids)]
+        if net.subwords is not None:
+            present = (subword_ids > 0).sum(-1, keepdim=True).clamp(min=1)
+            parts.append(net.subwords(subword_ids).sum(-2) / present)
+        return torch.cat(parts, dim=-1)
+
     def _unpack_lstms(self) -> None:
         """Both LSTMs' weights in the layout of _emissions: input projections side by side
-        [D, 8H] (biases folded in), recurrent weights stacked [2, H, 4H]."""
+        [D, 8H] (biases folded in, each direction's cell gate doubled), recurrent weights
+        stacked [2, H, 4H] (cell gate doubled); and the character CNN as per-offset tables
+        [K, chars + 1, F] of each character's projection (the last row: zeros, for padding)."""
         lstms = (self.network.forward_lstm, self.network.backward_lstm)
-        self._w_ih = torch.cat([m.weight_ih_l0.t() for m in lstms], dim=1).contiguous()
-        self._b_ih = torch.cat([m.bias_ih_l0 + m.bias_hh_l0 for m in lstms])
-        self._w_hh = torch.stack([m.weight_hh_l0.t() for m in lstms]).contiguous()
+        hidden = lstms[0].hidden_size
+        scale = torch.ones(4 * hidden)
+        scale[2 * hidden : 3 * hidden] = 2.0
+        self._w_ih = torch.cat([m.weight_ih_l0.t() * scale for m in lstms], dim=1).contiguous()
+        self._b_ih = torch.cat([(m.bias_ih_l0 + m.bias_hh_l0) * scale for m in lstms])
+        self._w_hh = torch.stack([m.weight_hh_l0.t() * scale for m in lstms]).contiguous()
+        conv = self.network.char_cnn
+        weight = conv.weight  # [F, char_dim, K]
+        chars = self.network.chars.weight  # [num_chars, char_dim]
+        proj = torch.einsum("cd,fdk->kcf", chars, weight)
+        self._char_proj = torch.cat([proj, torch.zeros(proj.shape[0], 1, proj.shape[2])], dim=1).contiguous()
+        self._char_pad = conv.padding[0]
+        self._char_bias = conv.bias if conv.bias is not None else torch.zeros(weight.shape[0])
+
+
+def _running(lengths: torch.Tensor, steps: int) -> list[int]:
+    """How many sentences (sorted longest first) are still running at each word position."""
+    return (lengths.unsqueeze(0) > torch.arange(steps).unsqueeze(1)).sum(1).tolist()

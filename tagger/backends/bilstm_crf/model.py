@@ -105,24 +105,38 @@ class Crf(nn.Module):
         return (log_z - log_gold).mean()
 
     def viterbi(self, em: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """The best tag path of each sentence [B, T] (padding positions are 0)."""
-        trans, start, end = self._scores()
+        """The best tag path of each sentence [B, T] (padding positions are 0).
+
+        Computed over the sentences longest first, so that at each position the ones still
+        running are a prefix of the batch and nothing is computed past a sentence's end; the
+        maximum runs over the last (contiguous) axis of [B, to, from]."""
         batch, steps, _ = em.shape
-        mask = torch.arange(steps).unsqueeze(0) < lengths.unsqueeze(1)
+        descending = bool((lengths[:-1] >= lengths[1:]).all())
+        order = None
+        if not descending:
+            order = torch.argsort(lengths, descending=True, stable=True)
+            em, lengths = em[order], lengths[order]
+        trans, start, end = self._scores()
+        trans_t = trans.t().contiguous()  # [to, from]
+        running = (lengths.unsqueeze(0) > torch.arange(steps).unsqueeze(1)).sum(1).tolist()
         score = start + em[:, 0]
         history = []
         for t in range(1, steps):
-            best, prev = (score.unsqueeze(2) + trans).max(dim=1)
+            k = running[t]
+            if not k:
+                break
+            best, prev = (score[:k].unsqueeze(1) + trans_t).max(dim=2)
             history.append(prev)
-            score = torch.where(mask[:, t : t + 1], best + em[:, t], score)
+            score[:k] = best + em[:k, t]
         cur = (score + end).argmax(1)
         path = torch.zeros(batch, steps, dtype=torch.long)
-        for t in range(steps - 1, -1, -1):
-            active = t < lengths
-            path[:, t] = torch.where(active, cur, path[:, t])
-            if t > 0:
-                back = history[t - 1].gather(1, cur.unsqueeze(1)).squeeze(1)
-                cur = torch.where(active, back, cur)
+        for t in range(len(history), 0, -1):
+            k = running[t]
+            path[:k, t] = cur[:k]
+            cur[:k] = history[t - 1].gather(1, cur[:k].unsqueeze(1)).squeeze(1)
+        path[:, 0] = cur
+        if order is not None:
+            path = torch.empty_like(path).index_copy_(0, order, path)
         return path
 
     def path_marginals(self, em: torch.Tensor, lengths: torch.Tensor, reverse: torch.Tensor,
