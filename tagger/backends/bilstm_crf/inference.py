@@ -134,8 +134,10 @@ class BiLstmCrfTagger(WordTagger):
         total = int(lengths.sum())
         # Input projections of each direction, packed [2, N, 4H]; the backward one reads each
         # sentence in reverse.
-        gates_in = torch.stack([self._table[0].index_select(0, index.t()[real]),
-                                self._table[1].index_select(0, index.gather(1, reverse).t()[real])])
+        # (Table row r holds word r's forward projection at 2r, its backward one at 2r + 1.)
+        four = self._table.shape[1]
+        picks = torch.cat([index.t()[real] * 2, index.gather(1, reverse).t()[real] * 2 + 1])
+        gates_in = self._table.index_select(0, picks).view(2, total, four)
         w_hh = self._w_hh
         h = torch.zeros(2, running[0], hidden)
         c = torch.zeros(2, running[0], hidden)
@@ -202,10 +204,10 @@ class BiLstmCrfTagger(WordTagger):
                 self._rows[w] = len(self._rows) + 1
             words = list(self._rows)
             needed = len(self._rows) + 1
-        if needed > self._table.shape[1]:
+        if 2 * needed > self._table.shape[0]:
             # Rows past the old table are written before they are read.
-            grown = torch.empty(2, max(needed, 2 * self._table.shape[1]), self._table.shape[2])
-            grown[:, : self._table.shape[1]] = self._table
+            grown = torch.empty(max(2 * needed, 2 * self._table.shape[0]), self._table.shape[1])
+            grown[: self._table.shape[0]] = self._table
             self._table = grown
         feats = self.vocab.features_many(words, keep=False)
         sizes = np.fromiter((len(f[2]) for f in feats), dtype=np.int64, count=len(feats))
@@ -224,15 +226,15 @@ class BiLstmCrfTagger(WordTagger):
         x = self._word_inputs(torch.tensor([f[0] for f in feats]), torch.tensor([f[1] for f in feats]),
                               torch.from_numpy(chars), subs)
         first = self._rows[words[0]]
-        four = self._table.shape[2]
-        vectors = torch.addmm(self._b_ih, x, self._w_ih)
-        self._table[0, first : first + len(words)] = vectors[:, :four]
-        self._table[1, first : first + len(words)] = vectors[:, four:]
+        # Both directions' projections of a word side by side: rows 2r and 2r + 1.
+        rows = self._table[2 * first : 2 * (first + len(words))].view(len(words), -1)
+        torch.addmm(self._b_ih, x, self._w_ih, out=rows)
 
     def _reset_cache(self) -> None:
         self._rows: dict[str, int] = {}
-        # [direction, row, 4H]: each word's input projection for the forward and backward LSTM.
-        self._table = torch.zeros(2, 4096, self._w_ih.shape[1] // 2)
+        # [2 x rows, 4H]: word r's input projection for the forward LSTM at row 2r, for the
+        # backward one at 2r + 1; word 0 is the padding (zeros).
+        self._table = torch.zeros(2 * 8192, self._w_ih.shape[1] // 2)
 
     def _word_inputs(self, word_ids: torch.Tensor, case_ids: torch.Tensor, char_ids: torch.Tensor,
                      subword_ids: torch.Tensor | None) -> torch.Tensor:
