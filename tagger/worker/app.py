@@ -216,9 +216,9 @@ def _add_agent(app: faust.App, inbox: RecordInbox, s: AgentSettings, batch_tagge
         for rec in records:
             key = (rec.topic, rec.partition)
             metrics.next_offsets[key] = max(metrics.next_offsets.get(key, 0), rec.offset + 1)
-        metrics.record_batch(len(records), len(outcome.tagged), len(outcome.dead),
+        metrics.record_batch(len(records), outcome.n_tagged, len(outcome.dead),
                              time.perf_counter() - started, outcome.model_seconds)
-        prom.batch_done(len(records), len(outcome.tagged),
+        prom.batch_done(len(records), outcome.n_tagged,
                         [letter.reason for _, letter in outcome.dead],
                         time.perf_counter() - started, outcome.model_seconds)
         if outcome.dead:
@@ -254,8 +254,8 @@ def _add_agent(app: faust.App, inbox: RecordInbox, s: AgentSettings, batch_tagge
                 # A tagged tweet goes to its input's partition number: the topics share one
                 # partition count (the topic watch holds the batch when they do not), so for a
                 # tweet ingest keyed by id this is the partition its key picks anyway.
-                outputs = [Output(tagged, t.id.encode("utf-8"), t.model_dump_json().encode("utf-8"),
-                                  rec.partition) for rec, t in outcome.tagged]
+                outputs = [Output(tagged, key, value, rec.partition)
+                           for rec, key, value in outcome.wire()]
                 outputs += [Output(dead, (letter.source or "").encode("utf-8"),
                                    letter.model_dump_json().encode("utf-8"))
                             for _, letter in outcome.dead]
@@ -274,10 +274,10 @@ def _add_agent(app: faust.App, inbox: RecordInbox, s: AgentSettings, batch_tagge
 def _note_model_failures(outcome: Any, streaks: Streaks, where: str) -> None:
     """A model that fails on every tweet turns the stream into dead letters: a streak."""
     failed = [letter.reason for _, letter in outcome.dead if letter.reason.startswith("model error")]
-    if failed and not outcome.tagged:
+    if failed and not outcome.n_tagged:
         streaks.failed("model", f"the model failed on every tweet of the batch at {where}: "
                                 f"{failed[-1]}")
-    elif outcome.tagged:
+    elif outcome.n_tagged:
         streaks.succeeded("model")
 
 

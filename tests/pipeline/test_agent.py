@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 from tagger.worker.agent import AgentMetrics, BatchTagger, InputRecord, load_model
 from tagger.worker.settings import AgentSettings
-from contracts.messages import Tweet
+from contracts.messages import TaggedTweet, Tweet
 from tests.pipeline.fake_model import FakeTagger
 
 
@@ -52,3 +52,21 @@ def test_model_factory_and_metrics() -> None:
     assert snap["tweets_total"] == 48 and snap["dead_letters_total"] == 2
     assert snap["batch_size_avg"] == 24 and snap["consumer_lag_total"] == 5
     assert snap["tweets_per_second"] > 0
+
+
+def test_wire_values_are_the_tagged_tweets_the_sink_reads() -> None:
+    """The worker sends TaggedBatch.wire(), encoded without pydantic: parsed as the sink parses
+    it, each value must be exactly the TaggedTweet replay would write, key included."""
+    records = [_rec(_tweet(0, "Obama in London"), 10), _rec(_tweet(1, "nothing here"), 11),
+               _rec(_tweet(2, "Émilie met 😀 Zoe in Paris"), 12)]
+    with ThreadPoolExecutor(1) as pool:
+        outcome = asyncio.run(BatchTagger(FakeTagger(), pool).tag(records))
+    wire = outcome.wire()
+    assert outcome.n_tagged == 3 and [rec.offset for rec, _, _ in wire] == [10, 11, 12]
+    for (rec, key, value), (same_rec, tweet) in zip(wire, outcome.tagged):
+        assert rec is same_rec and key == tweet.id.encode()
+        parsed = TaggedTweet.model_validate_json(value)
+        assert parsed == tweet
+        assert parsed.tagged_at.utcoffset().total_seconds() == 0
+    last = TaggedTweet.model_validate_json(wire[2][2])
+    assert [last.text[e.start:e.end] for e in last.entities] == ["Zoe", "Paris"]
