@@ -22,6 +22,7 @@ __all__ = [
     "labels_in",
     "read_conll",
     "spans_from_iob2",
+    "split_tag",
     "to_iob2",
 ]
 
@@ -54,8 +55,10 @@ class EntitySpan:
     label: str
 
 
-def _split_tag(tag: str) -> tuple[str, str]:
-    """("B", "person") for "B-person", ("O", "") for "O"; ValueError for anything else."""
+def split_tag(tag: str) -> tuple[str, str]:
+    """A tag's prefix and entity type: ("B", "person") for "B-person", ("O", "") for "O".
+
+    Any scheme's prefixes (B I E S, BILOU's L U); ValueError for anything else."""
     m = _TAG_RE.fullmatch(tag)
     if m is None:
         raise ValueError(f"unknown tag shape {tag!r}")
@@ -75,7 +78,7 @@ def detect_scheme(tag_sequences: Iterable[Sequence[str]]) -> Scheme:
     for tags in tag_sequences:
         prev_prefix, prev_type = "O", ""
         for tag in tags:
-            prefix, etype = _split_tag(tag)
+            prefix, etype = split_tag(tag)
             if prefix in ("E", "S", "L", "U"):
                 return "BIOES"
             if prefix != "O":
@@ -99,7 +102,7 @@ def to_iob2(tags: Sequence[str], scheme: Scheme) -> list[str]:
     out: list[str] = []
     open_type = ""  # type of the entity the next I-/E- tag may continue
     for tag in tags:
-        prefix, etype = _split_tag(tag)
+        prefix, etype = split_tag(tag)
         if prefix == "O":
             out.append("O")
             open_type = ""
@@ -118,7 +121,7 @@ def spans_from_iob2(tags: Sequence[str]) -> list[EntitySpan]:
     spans: list[EntitySpan] = []
     start, label = -1, ""
     for i, tag in enumerate(tags):
-        prefix, etype = _split_tag(tag)
+        prefix, etype = split_tag(tag)
         if prefix not in ("B", "I", "O"):
             raise ValueError(f"tag {tag!r} is not IOB2")
         if prefix == "I" and etype == label:
@@ -185,7 +188,7 @@ def read_conll(path: str | PathLike[str], *, strict: bool = False) -> tuple[list
             continue
         token, tag = line.rstrip().rsplit(maxsplit=1)
         try:
-            _split_tag(tag)
+            split_tag(tag)
         except ValueError as exc:
             problem(lineno, str(exc), line)
             continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tagger.conll import split_tag
 from tagger.loading import architecture_of
 
 CARD_NAME = "README.md"
@@ -16,7 +17,7 @@ def render_card(directory: str | Path) -> str:
     meta = config.get("tweetner") or {}
     arch = architecture_of(directory)
     tags = config.get("tags") or [config["id2label"][str(i)] for i in range(len(config.get("id2label", {})))]
-    types = sorted({t.split("-", 1)[1] for t in tags if t != "O"})
+    types = sorted({split_tag(t)[1] for t in tags} - {""})
     lines = [f"# {meta.get('model_name', directory.name)}", "",
              f"- architecture: **{arch}** (loads with `tagger.loading.load_tagger(DIR)`, `--model DIR`)",
              f"- version: `{meta.get('model_version', 'unversioned')}`",

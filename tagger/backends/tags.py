@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from tagger.conll import Scheme, _split_tag
+from tagger.conll import Scheme, split_tag
+from tagger.corpora import OUTSIDE
 
 _OUT, _BEGIN, _INSIDE, _SINGLE, _END = range(5)
 _KIND = {"O": _OUT, "B": _BEGIN, "I": _INSIDE, "E": _END, "L": _END, "S": _SINGLE, "U": _SINGLE}
@@ -26,7 +27,7 @@ class TagSet:
     _types: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        parts = [_split_tag(t) for t in self.tags]
+        parts = [split_tag(t) for t in self.tags]
         object.__setattr__(self, "_kinds", tuple(_KIND[p] for p, _ in parts))
         object.__setattr__(self, "_types", tuple(t for _, t in parts))
 
@@ -35,15 +36,19 @@ class TagSet:
         prefixes = set()
         for tag in tags:
             try:
-                prefixes.add(_split_tag(tag)[0])
+                prefixes.add(split_tag(tag)[0])
             except ValueError:
                 raise ValueError(f"label {tag!r} is not a BIO/IOB2/BIOES tag (O, B-x, I-x, E-x, S-x)") from None
+        if OUTSIDE not in tags:
+            # The tag a word outside every entity gets; without it no tag id means "no entity".
+            raise ValueError(f"labels {list(tags)!r} have no {OUTSIDE!r} tag (outside any entity)")
         scheme: Scheme = "BIOES" if prefixes & set("ESLU") else "IOB2"
         return cls(tuple(tags), scheme)
 
     @property
     def outside(self) -> int:
-        return self.tags.index("O") if "O" in self.tags else 0
+        """The id of the "O" tag (wherever a checkpoint put it: not always 0)."""
+        return self.tags.index(OUTSIDE)
 
     @property
     def labels(self) -> list[str]:

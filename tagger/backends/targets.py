@@ -28,7 +28,7 @@ def load_training_corpora(specs: Sequence[str], dev: Sequence[Sentence]) -> list
 
 
 def tag_list(corpora: Sequence[Corpus]) -> list[str]:
-    return ["O", *(f"{p}-{t}" for t in model_types(corpora) for p in ("B", "I"))]
+    return [OUTSIDE, *(f"{p}-{t}" for t in model_types(corpora) for p in ("B", "I"))]
 
 
 def allowed_tags(text: TrainingText, tags: list[str]) -> np.ndarray:
@@ -39,7 +39,7 @@ def allowed_tags(text: TrainingText, tags: list[str]) -> np.ndarray:
 
     def mark(rows: slice, prefix: str, types) -> None:
         for t in types:
-            key = "O" if t == OUTSIDE else f"{prefix}-{t}"
+            key = OUTSIDE if t == OUTSIDE else f"{prefix}-{t}"
             if key in index:
                 allowed[rows, index[key]] = True
 
@@ -50,7 +50,7 @@ def allowed_tags(text: TrainingText, tags: list[str]) -> np.ndarray:
         allowed[span.start : span.end] = False
         mark(slice(span.start, span.start + 1), "B", span.allowed)
         mark(slice(span.start + 1, span.end), "I", span.allowed)
-        mark(slice(span.start, span.end), "O", span.allowed & {OUTSIDE})
+        mark(slice(span.start, span.end), OUTSIDE, span.allowed & {OUTSIDE})
     allowed[~allowed.any(1)] = True  # a type the model does not have: nothing is known there
     return allowed
 

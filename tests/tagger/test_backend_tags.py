@@ -34,3 +34,18 @@ def test_scores_renames_and_scheme() -> None:
 def test_a_label_that_is_no_tag_is_refused() -> None:
     with pytest.raises(ValueError, match="not a BIO"):
         TagSet.from_tags(["O", "PER"])
+
+
+def test_the_outside_tag_is_found_wherever_it_is_and_required() -> None:
+    assert TagSet.from_tags(["B-a", "I-a", "O"]).outside == 2
+    with pytest.raises(ValueError, match="no 'O' tag"):
+        TagSet.from_tags(["B-a", "I-a"])
+
+
+def test_split_tag_is_public_in_conll() -> None:
+    from tagger.conll import split_tag
+
+    assert [split_tag(t) for t in ("O", "B-geo-loc", "U-x", "L-x")] == [("O", ""), ("B", "geo-loc"), ("U", "x"),
+                                                                        ("L", "x")]
+    with pytest.raises(ValueError):
+        split_tag("PER")

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from tagger.conll import _split_tag
+from tagger.conll import split_tag
 
 _FORBIDDEN = -10_000.0  # added to a forbidden transition's score: never taken, still finite
 
@@ -42,7 +42,7 @@ class NetworkConfig:
 
 def allowed_transitions(tags: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(from -> to, start, end) masks of the transitions that make a well-formed tag sequence."""
-    parts = [_split_tag(t) for t in tags]
+    parts = [split_tag(t) for t in tags]
     bioes = any(p in "ESLU" for p, _ in parts)
     n = len(tags)
     trans = torch.ones(n, n, dtype=torch.bool)
