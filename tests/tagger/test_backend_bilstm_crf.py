@@ -208,3 +208,18 @@ def test_subword_pieces_equal_the_tokenizers_full_encode(tmp_path: Path) -> None
         full = [i for i in reference.encode(key, add_special_tokens=False).ids if i != reference.padding["pad_id"]] \
             if reference.padding else reference.encode(key, add_special_tokens=False).ids
         assert pieces[key] == tuple(full[:MAX_SUBWORDS]), key
+
+
+def test_a_batch_runs_on_one_torch_thread_and_restores_the_callers(model_dir: Path) -> None:
+    tagger = load_tagger(model_dir)
+    seen = []
+    emissions = tagger._emissions
+    tagger._emissions = lambda *a: (seen.append(torch.get_num_threads()), emissions(*a))[1]
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        cold = tagger.predict(RAW_TWEETS)
+        assert seen and set(seen) == {1} and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert tagger.predict(RAW_TWEETS) == cold
