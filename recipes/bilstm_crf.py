@@ -5,6 +5,12 @@
 
 ``--ship DIR`` copies the best checkpoint (fp16 safetensors) to DIR, e.g. the directory shipped
 next to tagger/default_model.
+
+    python -m recipes.bilstm_crf --cpu-time tagger/bilstm_crf_model
+
+measures a model's CPU time instead of training one (docs/benchmarks.md): the first 2,000 raw
+tweets through ``predict`` in batches of 256, cold (word table emptied) and hot, best of five;
+CPU seconds leave out what other processes on a shared machine take.
 """
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ import json
 import logging
 import shutil
 import sys
+import time
 
 from tagger.backends.bilstm_crf.training import BiLstmCrfArgs, train
 
@@ -36,7 +43,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="raw tweets for word2vec (default: ../shared/data/tweets/*.txt)")
     p.add_argument("--model-name", default="tweetner-wnut16-bilstm-crf")
     p.add_argument("--ship", default=None, help="copy the trained model to this directory")
+    p.add_argument("--cpu-time", metavar="MODEL_DIR", default=None,
+                   help="measure this model's CPU time per tweet (cold and hot word table) and exit")
     args = p.parse_args(argv)
+    if args.cpu_time:
+        print(json.dumps(cpu_time(args.cpu_time)))
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("gensim").setLevel(logging.WARNING)
     result = train(BiLstmCrfArgs(train=args.train or [f"{WNUT16}/train.conll"], dev=args.dev, output=args.output,
@@ -50,6 +62,32 @@ def main(argv: list[str] | None = None) -> int:
     if args.ship:
         shutil.copytree(result.output, args.ship, dirs_exist_ok=True)
     return 0
+
+
+def cpu_time(model_dir: str, tweets: int = 2000, batch: int = 256, passes: int = 5) -> dict:
+    import torch
+
+    from tagger.bench import load_tweets
+    from tagger.loading import load_tagger
+
+    torch.set_num_threads(1)
+    texts = load_tweets(None, tweets)
+    tagger = load_tagger(model_dir, device="cpu")
+    tagger.predict(texts[:16])
+    best: dict[str, list[float]] = {"cold": [], "hot": []}
+    for _ in range(passes):
+        tagger._reset_cache()
+        for kind in ("cold", "hot"):
+            wall, cpu = time.perf_counter(), time.process_time()
+            for i in range(0, len(texts), batch):
+                tagger.predict(texts[i : i + batch])
+            best[kind].append((time.perf_counter() - wall, time.process_time() - cpu))
+    out: dict = {"model": model_dir, "tweets": len(texts), "batch_size": batch}
+    for kind, runs in best.items():
+        wall, cpu = min(r[0] for r in runs), min(r[1] for r in runs)
+        out[kind] = {"cpu_s": round(cpu, 3), "tweets_per_cpu_second": round(len(texts) / cpu),
+                     "wall_s": round(wall, 3), "tweets_per_second": round(len(texts) / wall)}
+    return out
 
 
 if __name__ == "__main__":
