@@ -151,8 +151,7 @@ class BiLstmCrfTagger(WordTagger):
             i = s[..., :hidden]
             c = torch.addcmul(torch.mul(s[..., hidden : 2 * hidden], c).sub_(i), i, s[..., 2 * hidden : 3 * hidden],
                               value=2.0)
-            h = s[..., 3 * hidden :] * torch.tanh(c)
-            out[:, offset : offset + k] = h
+            h = torch.mul(s[..., 3 * hidden :], torch.tanh(c), out=out[:, offset : offset + k])
             offset += k
         # The output layer is linear: each direction's share per packed word, summed per word
         # position; padding reads the appended zero row.
