@@ -62,6 +62,79 @@ class SpanBatch:
         return int(self.input_ids.shape[0] * self.input_ids.shape[1])
 
 
+@dataclass
+class PackedPass:
+    """Several marker passes in one encoder row (dynamic layout only): their texts one after the
+    other, then their start markers, then their end markers. Each text restarts its positions at 0
+    and sees only itself; each marker sees its own pass's text, itself and its partner: every pass
+    computes what it would alone, without the padding a row of its own would need."""
+
+    members: list[MarkerPass]
+    input_ids: np.ndarray  # the texts, concatenated
+    text_positions: np.ndarray  # position of each text token within its own text
+    text_segments: np.ndarray  # member index of each text token
+    start_positions: np.ndarray  # concatenated; positions within each member's own text
+    end_positions: np.ndarray
+    span_segments: np.ndarray  # member index of each span
+    span_shapes: np.ndarray | None = None
+    labels: None = None
+
+    @classmethod
+    def of(cls, members: Sequence[MarkerPass]) -> "PackedPass":
+        members = list(members)
+        texts = [len(m.input_ids) for m in members]
+        shapes = [m.span_shapes for m in members]
+        return cls(
+            members=members,
+            input_ids=np.concatenate([m.input_ids for m in members]),
+            text_positions=np.concatenate([np.arange(t) for t in texts]),
+            text_segments=np.repeat(np.arange(len(members)), texts),
+            start_positions=np.concatenate([m.start_positions for m in members]),
+            end_positions=np.concatenate([m.end_positions for m in members]),
+            span_segments=np.repeat(np.arange(len(members)), [m.num_spans for m in members]),
+            span_shapes=None if shapes[0] is None else np.concatenate(shapes),
+        )
+
+    @property
+    def num_spans(self) -> int:
+        return len(self.start_positions)
+
+    @property
+    def length(self) -> int:
+        return len(self.input_ids) + 2 * self.num_spans
+
+
+def pack_passes(rows: Sequence[MarkerPass], capacity: int) -> list[MarkerPass | PackedPass]:
+    """First-fit decreasing into rows of about ``capacity`` positions.
+
+    A batch pads its text part to the longest text and its marker part to the most spans, so rows
+    are filled in both at the proportion of this call's passes (about one span per text token for
+    filtered tweets): rows that are full in both pad to nearly nothing. A pass larger than a row's
+    share in either part gets a row of its own.
+    """
+    if not rows:
+        return []
+    text = sum(len(r.input_ids) for r in rows)
+    spans = sum(r.num_spans for r in rows)
+    ratio = spans / max(text, 1)
+    text_cap = max(1, int(capacity / (1 + 2 * ratio)))
+    span_cap = max(1, int(text_cap * ratio))
+    bins: list[list[MarkerPass]] = []
+    room: list[list[int]] = []
+    for row in sorted(rows, key=lambda r: r.length, reverse=True):
+        t, s = len(row.input_ids), row.num_spans
+        for i, (t_left, s_left) in enumerate(room):
+            if t <= t_left and s <= s_left:
+                bins[i].append(row)
+                room[i][0] -= t
+                room[i][1] -= s
+                break
+        else:
+            bins.append([row])
+            room.append([text_cap - t, span_cap - s])
+    return [b[0] if len(b) == 1 else PackedPass.of(b) for b in bins]
+
+
 class SpanMarkerCollator:
     def __init__(
         self,
@@ -96,9 +169,11 @@ class SpanMarkerCollator:
         S = self.fixed_marker_length or most_spans
         return T + S + (most_spans if self.cut_unused_end_markers else S)
 
-    def __call__(self, rows: Sequence[MarkerPass]) -> SpanBatch:
+    def __call__(self, rows: Sequence[MarkerPass | PackedPass]) -> SpanBatch:
         if not rows:
             raise ValueError("cannot collate an empty batch")
+        if any(isinstance(r, PackedPass) for r in rows):
+            return self._packed(rows)
         n_text = np.fromiter((len(r.input_ids) for r in rows), dtype=np.int64, count=len(rows))
         n_spans = np.fromiter((r.num_spans for r in rows), dtype=np.int64, count=len(rows))
         T = int(self.fixed_text_length or n_text.max())
@@ -135,6 +210,52 @@ class SpanMarkerCollator:
             marker_length=S,
             num_spans=torch.from_numpy(n_spans),
             labels=None if labels is None else torch.from_numpy(labels),
+            span_shapes=None if shapes is None else torch.from_numpy(shapes),
+        )
+
+
+    def _packed(self, rows: Sequence[MarkerPass | PackedPass]) -> SpanBatch:
+        if self.fixed_text_length or self.fixed_marker_length or self.cut_unused_end_markers:
+            raise ValueError("packed passes need the dynamic layout (position from position_ids only)")
+        rows = [r if isinstance(r, PackedPass) else PackedPass.of([r]) for r in rows]
+        n_text = np.fromiter((len(r.input_ids) for r in rows), dtype=np.int64, count=len(rows))
+        n_spans = np.fromiter((r.num_spans for r in rows), dtype=np.int64, count=len(rows))
+        T, S = int(n_text.max()), int(n_spans.max())
+        B, L = len(rows), T + 2 * S
+        input_ids = np.full((B, L), self.pad_token_id, dtype=np.int64)
+        position_ids = np.zeros((B, L), dtype=np.int64)
+        segment = np.full((B, L), -1, dtype=np.int64)  # member index of each position, -1 = padding
+        shapes = np.zeros((B, S, 2), dtype=np.int64) if rows[0].span_shapes is not None else None
+        for b, row in enumerate(rows):
+            t, s = n_text[b], n_spans[b]
+            input_ids[b, :t] = row.input_ids
+            input_ids[b, T : T + s] = self.start_marker_id
+            input_ids[b, T + S : T + S + s] = self.end_marker_id
+            position_ids[b, :t] = row.text_positions
+            position_ids[b, T : T + s] = row.start_positions
+            position_ids[b, T + S : T + S + s] = row.end_positions
+            segment[b, :t] = row.text_segments
+            segment[b, T : T + s] = row.span_segments
+            segment[b, T + S : T + S + s] = row.span_segments
+            if shapes is not None:
+                shapes[b, :s] = row.span_shapes
+        position_ids += POSITION_OFFSET
+        seg = torch.from_numpy(segment)
+        pos = torch.arange(L)
+        valid = seg >= 0
+        is_text = valid & (pos < T)[None, :]
+        pair = torch.where(valid & (pos >= T)[None, :], (pos - T) % max(S, 1), -1)
+        # a valid position sees the text of its own pass; a marker also its pair; padding itself
+        sees_text = (seg[:, :, None] == seg[:, None, :]) & valid[:, :, None] & is_text[:, None, :]
+        same_pair = (pair[:, :, None] == pair[:, None, :]) & (pair >= 0)[:, :, None]
+        padding_self = (~valid)[:, :, None] & torch.eye(L, dtype=torch.bool)[None]
+        return SpanBatch(
+            input_ids=torch.from_numpy(input_ids),
+            position_ids=torch.from_numpy(position_ids),
+            attention_mask=(sees_text | same_pair | padding_self)[:, None],
+            text_length=T,
+            marker_length=S,
+            num_spans=torch.from_numpy(n_spans),
             span_shapes=None if shapes is None else torch.from_numpy(shapes),
         )
 

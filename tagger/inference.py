@@ -18,7 +18,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from tagger.collator import SpanMarkerCollator
+from tagger.collator import PackedPass, SpanMarkerCollator, pack_passes
 from tagger.configuration import PRECISIONS
 from tagger.decoding import greedy_decode
 from tagger.modeling import SpanMarkerModel
@@ -29,6 +29,7 @@ from tagger.words import Word, split_words
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
+DEFAULT_ROW_CAPACITY = 256
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ class NerTagger:
         max_batch_rows: int = 64,
         entity_threshold: float | None = None,
         span_filter: bool | None = None,
+        row_capacity: int | None = None,
     ) -> None:
         self.device = torch.device(device or default_device())
         # The exact mode (fp32 asked for by name, or the reference's fixed padding) scores every
@@ -135,6 +137,10 @@ class NerTagger:
         # A budget on padded positions per batch bounds memory and keeps CPU batches cache-sized.
         self.max_batch_positions = max_batch_positions or (65536 if self.device.type == "cuda" else 8192)
         self.max_batch_rows = max_batch_rows
+        # Short passes share an encoder row up to this many positions (tagger.collator.PackedPass);
+        # only where position comes from position_ids alone (the dynamic layout). 0: one per row.
+        dynamic = self.collator.fixed_text_length is None and not fixed_padding
+        self.row_capacity = (DEFAULT_ROW_CAPACITY if row_capacity is None else row_capacity) if dynamic else 0
         self.stats = PredictStats()
         # None: the model's own tuned threshold (if any); a negative value forces plain argmax.
         self._threshold_override = entity_threshold
@@ -245,14 +251,18 @@ class NerTagger:
             self.stats.truncated_sentences += truncated
         n_labels = self.config.num_labels
         probs_out = [np.zeros((len(s), n_labels), dtype=np.float32) for s in all_spans]
+        units = pack_passes(rows, self.row_capacity) if self.row_capacity else rows
         with torch.inference_mode():
-            for batch_rows in self._batches(rows):
+            for batch_rows in self._batches(units):
                 started = time.perf_counter()
                 batch = self.collator(batch_rows).to(self.device)
                 probs = self.model(batch).float().softmax(-1).cpu().numpy()
-                for b, row in enumerate(batch_rows):
-                    lo, n = row.first_span, row.num_spans
-                    probs_out[row.sentence][lo : lo + n] = probs[b, :n]
+                for b, unit in enumerate(batch_rows):
+                    offset = 0
+                    for row in unit.members if isinstance(unit, PackedPass) else (unit,):
+                        lo, n = row.first_span, row.num_spans
+                        probs_out[row.sentence][lo : lo + n] = probs[b, offset : offset + n]
+                        offset += n
                 self.stats.batch_seconds.append(time.perf_counter() - started)
                 self.stats.batches += 1
                 self.stats.positions += batch.positions
@@ -276,7 +286,7 @@ class NerTagger:
             for lo in range(0, len(spans), per_pass)
         ]
 
-    def _batches(self, rows: list[MarkerPass]) -> Iterator[list[MarkerPass]]:
+    def _batches(self, rows: list) -> Iterator[list]:
         if self.fixed_padding:
             # The reference runs fixed-size batches in input order.
             size = max(1, self.max_batch_rows)
