@@ -5,6 +5,10 @@ position budget, so each batch is padded only to what its longest member needs. 
 marker layout follows the encoder (span_marker's indices for MPNet-like encoders, see
 tagger.collator). ``fixed_padding`` reproduces the reference library's shapes (model_max_length +
 2 x marker_max_length) for comparison.
+
+The default mode also drops the candidate spans tagger.span_filter rules out and, in the dynamic
+layout, packs short passes into shared rows (tagger.collator.PackedPass); asking for fp32 by name
+(the exact mode) scores every candidate, as span_marker does.
 """
 from __future__ import annotations
 
