@@ -28,7 +28,10 @@ class SinkSettings(StageSettings):
     redis_prefix: str = Field("tweetner:", validation_alias="REDIS_PREFIX")
     sink_group: str = Field("tweetner-sink", validation_alias="SINK_GROUP", min_length=1)
     # A batch is written when it holds this many records or its oldest record waited this long.
-    batch_size: int = Field(500, validation_alias="SINK_BATCH_SIZE", gt=0)
+    # One transaction per batch: its commit and fixed statements are what a saturated sink
+    # waits for, so large batches pay (stand-in benchmark: 500 -> 4,500, 2,000 -> 5,600 tweets/s);
+    # at lower rates the interval decides, so latency stays the same.
+    batch_size: int = Field(2000, validation_alias="SINK_BATCH_SIZE", gt=0)
     flush_interval_s: float = Field(1.0, validation_alias="SINK_FLUSH_INTERVAL_S", gt=0)
     # PostgreSQL outage handling: exponential backoff between these bounds, forever.
     retry_initial_s: float = Field(0.5, validation_alias="SINK_RETRY_INITIAL_S", gt=0)

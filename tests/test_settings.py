@@ -44,7 +44,7 @@ def test_stage_variables_units_and_overrides() -> None:
 def test_a_given_mapping_is_read_instead_of_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SINK_BATCH_SIZE", "11")
     assert SinkSettings.from_env().batch_size == 11
-    assert SinkSettings.from_env({}).batch_size == 500
+    assert SinkSettings.from_env({}).batch_size == 2000
 
 
 @pytest.mark.parametrize("env, named", [
