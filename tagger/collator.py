@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from tagger.tokenizer import POSITION_OFFSET, MarkerPass, SpanMarkerTokenizer
+from tagger.tokenizer import POSITION_OFFSET, MarkerPass, RowSize, SpanMarkerTokenizer
 
 IGNORE_INDEX = -100
 
@@ -63,7 +63,7 @@ class SpanBatch:
 
 
 @dataclass
-class PackedPass:
+class PackedPass(RowSize):
     """Several marker passes in one encoder row (dynamic layout only): their texts one after the
     other, then their start markers, then their end markers. Each text restarts its positions at 0
     and sees only itself; each marker sees its own pass's text, itself and its partner: every pass
@@ -94,14 +94,6 @@ class PackedPass:
             span_segments=np.repeat(np.arange(len(members)), [m.num_spans for m in members]),
             span_shapes=None if shapes[0] is None else np.concatenate(shapes),
         )
-
-    @property
-    def num_spans(self) -> int:
-        return len(self.start_positions)
-
-    @property
-    def length(self) -> int:
-        return len(self.input_ids) + 2 * self.num_spans
 
 
 def pack_passes(rows: Sequence[MarkerPass], capacity: int) -> list[MarkerPass | PackedPass]:

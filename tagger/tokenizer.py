@@ -47,8 +47,25 @@ class EncodedWords:
         return self.total_words - self.num_words
 
 
+class RowSize:
+    """What the batcher needs of an encoder row (a pass, or several packed into one): fields
+    ``input_ids`` (the text) and ``start_positions`` (one per span)."""
+
+    input_ids: np.ndarray
+    start_positions: np.ndarray
+
+    @property
+    def num_spans(self) -> int:
+        return len(self.start_positions)
+
+    @property
+    def length(self) -> int:
+        """Positions this row needs with dynamic padding: text + 2 markers per span."""
+        return len(self.input_ids) + 2 * self.num_spans
+
+
 @dataclass
-class MarkerPass:
+class MarkerPass(RowSize):
     """One encoder row: a sentence's text plus up to ``marker_max_length`` marker pairs."""
 
     sentence: int  # index of the sentence in the caller's batch
@@ -58,15 +75,6 @@ class MarkerPass:
     first_span: int  # index of this pass's first span in the sentence's span list
     labels: np.ndarray | None = None  # entity type id per span (training)
     span_shapes: np.ndarray | None = None  # int64 [num_spans, 2]: first and last word's shape
-
-    @property
-    def num_spans(self) -> int:
-        return len(self.start_positions)
-
-    @property
-    def length(self) -> int:
-        """Positions this pass needs with dynamic padding: text + 2 markers per span."""
-        return len(self.input_ids) + 2 * self.num_spans
 
 
 def force_prefix_space(tokenizer: PreTrainedTokenizerBase) -> bool:
