@@ -90,12 +90,11 @@ class TaggedBatch:
                 "tagged_at": self.tagged_at}
         out = []
         for part in self.parts:
-            tweet = part.tweet
-            message = {"id": tweet.id, "text": tweet.text, "created_at": tweet.created_at,
-                       "user": tweet.user, "lang": tweet.lang, "ingested_at": tweet.ingested_at,
+            # The tweet's own fields as the model has them, so a field added to Tweet travels too.
+            message = {**dict(iter(part.tweet)),
                        "entities": [{"start": a, "end": b, "text": t, "label": lab, "score": sc}
                                     for a, b, t, lab, sc in part.spans], **head}
-            out.append((part.record, tweet.id.encode("utf-8"), orjson.dumps(message)))
+            out.append((part.record, part.tweet.id.encode("utf-8"), orjson.dumps(message)))
         return out
 
 
