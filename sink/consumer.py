@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -50,6 +51,17 @@ class SinkStats:
         self.mentions_inserted += result.mentions_inserted
 
 
+@dataclass
+class _Pending:
+    """A batch handed to a writer thread, until its offsets are committed."""
+
+    future: Future
+    batch: Sequence[Any]
+    good: list
+    ids: frozenset[str]
+    started: float
+
+
 class SinkService:
     """Consumes ``settings.tagged_topic`` in group ``settings.sink_group``; call :meth:`run`.
 
@@ -69,9 +81,9 @@ class SinkService:
         self._stuck_reason: str | None = None
         self._batch_start = ""
         self.metrics = SinkMetrics(problem=lambda: self._stuck_reason)
-        # Stores one batch while the consumer's thread reads the next (see _flush); made by run().
+        # Store batches while the consumer's thread reads the next (see _flush); made by run().
         self._writer: ThreadPoolExecutor | None = None
-        self._pending: tuple[Future, Sequence[Any], list, float] | None = None
+        self._pending: deque[_Pending] = deque()
 
     # lifecycle ----------------------------------------------------------------------------
     def start(self, idle_exit_s: float | None = None) -> threading.Thread:
@@ -144,8 +156,9 @@ class SinkService:
             self.store.cache.resync()  # never raises; a failure leaves it dirty for later
         self._connect()
         self._buffer: list[Any] = []
-        self._pending = None
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink-writer")
+        self._pending = deque()
+        self._writer = ThreadPoolExecutor(max_workers=self.settings.writers,
+                                          thread_name_prefix="sink-writer")
         first_at = 0.0
         idle_since = time.monotonic()
         try:
@@ -168,9 +181,10 @@ class SinkService:
                 if due:
                     batch, self._buffer = self._buffer, []
                     self._flush(batch)
-                elif self._pending is not None and (not polled or self._pending[0].done()):
-                    self._complete_pending()  # nothing to overlap with: commit without delay
-                if (idle_exit_s is not None and not self._buffer and self._pending is None
+                elif self._pending:
+                    # Nothing to overlap with: commit what is stored without delay.
+                    self._complete_pending(wait=not polled)
+                if (idle_exit_s is not None and not self._buffer and not self._pending
                         and time.monotonic() - idle_since >= idle_exit_s):
                     break
             if self._buffer:
@@ -179,12 +193,13 @@ class SinkService:
         except Stopped:
             log.warning("sink stopped with an unwritten batch; its offsets stay uncommitted")
         finally:
-            if self._pending is not None:
-                # Leaving on an error: let the batch being stored finish (or give up, once
-                # stopped) before its clients close; its offsets stay uncommitted.
+            if self._pending:
+                # Leaving on an error: let the batches being stored finish (or give up, once
+                # stopped) before their clients close; their offsets stay uncommitted.
                 self._stop.set()
-                self._pending[0].exception()
-                self._pending = None
+                for pending in self._pending:
+                    pending.future.exception()
+                self._pending.clear()
             self._writer.shutdown(wait=True)
             self.close()
         return self.stats
@@ -195,18 +210,31 @@ class SinkService:
                         {(tp.topic, tp.partition) for tp in revoked}]
 
     # one batch ----------------------------------------------------------------------------
-    # A batch is decoded on the consumer's thread, then stored (PostgreSQL, dead letters) on the
+    # A batch is decoded on the consumer's thread, then stored (PostgreSQL, dead letters) on a
     # writer thread while the next one is polled and decoded: the sink's CPU and PostgreSQL's
-    # work overlap instead of taking turns. Offsets are committed on the consumer's thread (the
-    # client is not thread-safe) once the batch's storing finished, oldest batch first, and
-    # before partitions are given up in a rebalance.
+    # work overlap instead of taking turns. With ``writers`` > 1, PostgreSQL stores that many
+    # batches at once (one connection each) when they share no tweet id, so the final state is
+    # the one storing them in order gives (see _may_overlap). Offsets are committed on the
+    # consumer's thread (the client is not thread-safe) once a batch and every batch before it
+    # are stored, oldest first, and before partitions are given up in a rebalance.
     def _flush(self, batch: Sequence[Any]) -> None:
         good, dead = decode_records(batch, TaggedTweet, "sink")
-        self._complete_pending()
+        ids = frozenset(rec.id for _, rec in good)
+        while self._pending and (len(self._pending) >= self.settings.writers
+                                 or not self._may_overlap(ids)):
+            self._complete_oldest()
+        self._complete_pending(wait=False)
         self._batch_start = record_source(batch[0])
         assert self._writer is not None, "_flush runs inside run()"
-        self._pending = (self._writer.submit(self._store_batch, good, dead), batch, good,
-                         time.perf_counter())
+        self._pending.append(_Pending(self._writer.submit(self._store_batch, good, dead), batch,
+                                      good, ids, time.perf_counter()))
+
+    def _may_overlap(self, ids: frozenset[str]) -> bool:
+        """A batch may be stored beside those in flight when no tweet is in two of them: then
+        their transactions touch different tweet and mention rows, and the trend buckets they
+        share are sums, the same in any order. (Two records of one tweet keep their order: the
+        later retag wins, as when one writer stores them.)"""
+        return all(ids.isdisjoint(p.ids) for p in self._pending)
 
     def _store_batch(self, good: list, dead: list) -> tuple[WriteResult, list]:
         from kafka.errors import KafkaError
@@ -225,14 +253,26 @@ class SinkService:
         self._failures_in_a_row, self._stuck_reason = 0, None
         return written, letters
 
-    def _complete_pending(self) -> None:
-        """Waits for the batch being stored, then commits its offsets (raises Stopped when it
-        was abandoned: its offsets stay uncommitted)."""
-        pending, self._pending = self._pending, None
-        if pending is None:
-            return
-        future, batch, good, started = pending
-        written, letters = future.result()
+    def _complete_pending(self, wait: bool = True) -> None:
+        """Commits the offsets of the stored batches, oldest first; with ``wait``, waits for
+        every batch in flight, otherwise stops at the first one still being stored."""
+        while self._pending and (wait or self._pending[0].future.done()):
+            self._complete_oldest()
+
+    def _complete_oldest(self) -> None:
+        """Waits for the oldest batch in flight, then commits its offsets (raises Stopped when
+        it was abandoned: its offsets, and those of every later batch, stay uncommitted)."""
+        pending = self._pending.popleft()
+        batch, good, started = pending.batch, pending.good, pending.started
+        try:
+            written, letters = pending.future.result()
+        except BaseException:
+            # A later batch must not commit past this one: let them finish, commit none.
+            self._stop.set()
+            for later in self._pending:
+                later.future.exception()
+            self._pending.clear()
+            raise
         self.stats.dead_letters += len(letters)
         self.stats.records += len(batch)
         self.stats.batches += 1

@@ -8,15 +8,15 @@ import logging
 from datetime import datetime
 from importlib import resources
 
-from sqlalchemy import (BigInteger, DateTime, Float, ForeignKey, Index, Integer, Text,
+from sqlalchemy import (BigInteger, DateTime, Float, Index, Integer, Text,
                         UniqueConstraint, func, text)
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 log = logging.getLogger(__name__)
 
 # Bumped whenever sink/sql or the tables change; stored so operators can see what ran.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class Base(DeclarativeBase):
@@ -45,7 +45,10 @@ class MentionRow(Base):
     __tablename__ = "mentions"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    tweet_id: Mapped[str] = mapped_column(Text, ForeignKey("tweets.id", ondelete="CASCADE"))
+    # No foreign key to tweets: the writer stores a tweet and its mentions in one transaction and
+    # retention deletes both (sink.retention); the key's per-row check was a fifth of
+    # PostgreSQL's work per stored batch. Schema version 2 dropped it from existing tables.
+    tweet_id: Mapped[str] = mapped_column(Text)
     model_version: Mapped[str] = mapped_column(Text)
     char_start: Mapped[int] = mapped_column(Integer)
     char_end: Mapped[int] = mapped_column(Integer)
@@ -119,6 +122,7 @@ def create_schema(engine: Engine) -> None:
         conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {schema}"))
         conn.execute(text(f"SET LOCAL search_path TO {schema}"))
         Base.metadata.create_all(conn)
+        _drop_mention_foreign_keys(conn)
         for name, sql in sql_files():
             log.debug("applying %s", name)
             conn.exec_driver_sql(sql)
@@ -126,6 +130,16 @@ def create_schema(engine: Engine) -> None:
             "INSERT INTO sink_schema_info (id, version) VALUES (1, :v) "
             "ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, applied_at = now()"),
             {"v": SCHEMA_VERSION})
+
+
+def _drop_mention_foreign_keys(conn: Connection) -> None:
+    """Version 1 -> 2: mentions lose their foreign key to tweets (whatever its name)."""
+    names = conn.execute(text(
+        "SELECT conname FROM pg_constraint WHERE conrelid = 'mentions'::regclass AND contype = 'f'"
+    )).scalars().all()
+    for name in names:
+        log.info("schema 2: dropping the foreign key %s of mentions", name)
+        conn.execute(text(f'ALTER TABLE mentions DROP CONSTRAINT "{name}"'))
 
 
 def _schema_of(engine: Engine) -> str:

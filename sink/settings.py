@@ -33,6 +33,9 @@ class SinkSettings(StageSettings):
     # at lower rates the interval decides, so latency stays the same.
     batch_size: int = Field(2000, validation_alias="SINK_BATCH_SIZE", gt=0)
     flush_interval_s: float = Field(1.0, validation_alias="SINK_FLUSH_INTERVAL_S", gt=0)
+    # Batches stored at once, one PostgreSQL connection each (only batches without a tweet in
+    # common overlap): PostgreSQL's work on one batch runs beside the sink's on the next.
+    writers: int = Field(2, validation_alias="SINK_WRITERS", ge=1, le=16)
     # PostgreSQL outage handling: exponential backoff between these bounds, forever.
     retry_initial_s: float = Field(0.5, validation_alias="SINK_RETRY_INITIAL_S", gt=0)
     retry_max_s: float = Field(30.0, validation_alias="SINK_RETRY_MAX_S", gt=0)

@@ -1,7 +1,8 @@
 """PostgreSQL first, then Redis: the write path shared by the sink service and replay."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+import threading
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from sqlalchemy import Engine
 
@@ -23,12 +24,19 @@ class TrendStore:
     def __init__(self, engine: Engine, cache: TrendCache | None = None) -> None:
         self.writer = MentionWriter(engine)
         self.cache = cache
+        # Writer threads commit and feed the cache one at a time: a cache resync by one of them
+        # between another's commit and its deltas would count those deltas twice.
+        self._commit_lock = threading.Lock()
 
     def write(self, records: Sequence[TaggedTweet]) -> WriteResult:
-        result = self.writer.write(records)
-        if self.cache is not None and result.deltas:
-            self.cache.apply(result)
-        return result
+        """Safe to call from several threads at once (the sink's writers)."""
+        return self.writer.write(records, commit=self._commit)
+
+    def _commit(self, do_commit: Callable[[], None], result: WriteResult) -> None:
+        with self._commit_lock:
+            do_commit()
+            if self.cache is not None and result.deltas:
+                self.cache.apply(result)
 
 
 def store_for(settings: "SinkSettings") -> TrendStore:

@@ -17,7 +17,7 @@ from collections import Counter
 from functools import lru_cache
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import orjson
 from sqlalchemy import Connection, Engine, TextClause, text
@@ -180,11 +180,19 @@ class MentionWriter:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def write(self, records: Sequence[TaggedTweet]) -> WriteResult:
+    def write(self, records: Sequence[TaggedTweet],
+              commit: Callable[[Callable[[], None], WriteResult], None] | None = None) -> WriteResult:
+        """``commit(do_commit, result)``, when given, commits the transaction by calling
+        ``do_commit`` (the store uses it to commit and update its cache as one step)."""
         if not records:
             return WriteResult()
-        with self.engine.begin() as conn:
-            return write_batch(conn, records)
+        with self.engine.connect() as conn, conn.begin() as tx:
+            result = write_batch(conn, records)
+            if commit is None:
+                tx.commit()
+            else:
+                commit(tx.commit, result)
+        return result
 
 
 @dataclass(frozen=True)

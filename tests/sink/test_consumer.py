@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 import time
 
 import pytest
@@ -13,6 +14,7 @@ from sqlalchemy import text
 
 from sink.consumer import SinkService
 from sink.db import make_engine
+from sink.store import TrendStore
 from tests.sink.streams import ago, tagged
 from tests.sink.tcp_proxy import TcpProxy
 
@@ -119,4 +121,72 @@ def test_postgres_down_commits_nothing_then_recovers(engine, topics, now, redis_
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM tweets")).scalar() == 80
         assert conn.execute(text("SELECT sum(count) FROM trend_minute")).scalar() == 80
+    assert _committed(s) == {p: off for p, off in _end_offsets(s).items() if off > 0}
+
+
+
+class _HoldingStore(TrendStore):
+    """Holds each write of a ``held`` batch until another write starts (or 5 s pass), and
+    records whether one did: the order of starts is then the opposite of the order of arrival."""
+
+    def __init__(self, engine, held: str) -> None:
+        super().__init__(engine)
+        self.held = held
+        self.other_started = threading.Event()
+        self.overlapped: list[bool] = []
+
+    def write(self, records):
+        if any(r.model_version == self.held for r in records):
+            self.overlapped.append(self.other_started.wait(5.0))
+        else:
+            self.other_started.set()
+        return super().write(records)
+
+
+def _send(producer, topic: str, partition: int, recs) -> None:
+    for rec in recs:
+        producer.send(topic, partition=partition, value=rec.model_dump_json().encode())
+
+
+def test_writers_never_store_two_records_of_one_tweet_at_once(engine, topics, now):
+    # A retag of 30 tweets right behind their first tagging: held back, the first batch would
+    # be stored after the retag by the second writer, and the stale version would win.
+    s = topics.with_(writers=2, batch_size=30)
+    producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all")
+    for version in ("v1", "v2"):
+        _send(producer, s.tagged_topic, 0,
+              [tagged(f"r{i}", ago(now, i % 4), [("Obama", "person")], version=version) for i in range(30)])
+    producer.flush()
+    producer.close()
+    store = _HoldingStore(engine, held="v1")
+
+    SinkService(s, store=store).run(idle_exit_s=2.0)
+
+    assert store.overlapped and not any(store.overlapped)
+    with engine.connect() as conn:
+        versions = conn.execute(text("SELECT model_version, count(*) FROM tweets GROUP BY 1")).all()
+        assert [tuple(v) for v in versions] == [("v2", 30)]
+        assert conn.execute(text("SELECT sum(count) FROM trend_minute")).scalar() == 30
+    assert _committed(s) == {p: off for p, off in _end_offsets(s).items() if off > 0}
+
+
+@pytest.mark.parametrize("writers", [1, 2])
+def test_writers_store_batches_without_a_common_tweet_side_by_side(engine, topics, now, writers):
+    s = topics.with_(writers=writers, batch_size=30)
+    producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all")
+    _send(producer, s.tagged_topic, 0,
+          [tagged(f"a{i}", ago(now, 1), [("Obama", "person")], version="held") for i in range(30)])
+    _send(producer, s.tagged_topic, 0, [tagged(f"b{i}", ago(now, 1), [("NASA", "org")]) for i in range(30)])
+    producer.flush()
+    producer.close()
+    store = _HoldingStore(engine, held="held")
+
+    stats = SinkService(s, store=store).run(idle_exit_s=2.0)
+
+    # One writer stores the second batch only after the first; two store it meanwhile.
+    assert any(store.overlapped) == (writers == 2)
+    assert stats.tweets_inserted == 60
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT sum(count) FROM trend_minute")).scalar() == 60
+    # Offsets are committed oldest batch first, so all of them, whichever finished first.
     assert _committed(s) == {p: off for p, off in _end_offsets(s).items() if off > 0}
