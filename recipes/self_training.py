@@ -103,13 +103,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="sure tweets without entities kept, per sure tweet with one")
     parser.add_argument("--share", type=float, default=0.5, help="share of the kept tweets drawn each epoch")
     parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--skip-control", action="store_true")
+    parser.add_argument("--runs", nargs="+", choices=("self-training", "control"),
+                        default=["self-training", "control"], help="which of the two runs (default both)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     out = Path(args.output)
     pseudo = out / "pseudo.conll"
     mapping = pseudo.with_suffix(".json")
-    if not (args.resume and mapping.is_file()):
+    if "self-training" in args.runs and not (args.resume and mapping.is_file()):
         teacher = NerTagger.load(args.model, device="cpu")
         sentences = raw_tweets(args.limit)
         kept = confident_tags(teacher, sentences, args.keep_entity, args.doubt)
@@ -121,9 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         entities = sum(t.startswith("B-") for _, tags in kept for t in tags)
         logger.info("kept %d of %d tweets (%d entities) in %s", len(kept), len(sentences), entities, pseudo)
     dev = str(DATA / "dev.conll")
-    runs = {"self-training": stage_5_data() + [f"{pseudo}:{mapping}"]}
-    if not args.skip_control:
-        runs["control"] = stage_5_data()
+    runs = {"self-training": stage_5_data() + [f"{pseudo}:{mapping}"], "control": stage_5_data()}
+    runs = {name: files for name, files in runs.items() if name in args.runs}
     results = {}
     for name, train_files in runs.items():
         settings = TrainingArgs(train=train_files, dev=dev, output=str(out / name), init_model=args.model,
