@@ -22,6 +22,7 @@ from tagger.conll import Sentence, read_conll
 from tagger.corpora import Corpus, TrainingText, drop_overlap, load_corpus, model_types, parse_spec
 from tagger.encoders import resolve_encoder
 from tagger.evaluation import evaluate
+from tagger.imbalance import type_counts, type_weights
 from tagger.inference import NerTagger, default_device
 from tagger.modeling import SpanMarkerModel
 from tagger.tokenizer import MarkerPass, SpanMarkerTokenizer, candidate_spans
@@ -49,6 +50,7 @@ class TrainingArgs:
     tune_threshold: bool = True  # pick the entity decision threshold on dev after training
     negative_rate: float = 1.0  # share of outside spans (beyond near misses) drawn each epoch
     outside_weight: float = 1.0  # loss weight of the O class relative to entity types
+    class_weight_power: float = 0.0  # >0: rare entity types weigh more (tagger.imbalance)
     entity_max_length: int = 8
     marker_max_length: int = 128
     model_max_length: int = 256
@@ -364,6 +366,11 @@ def train(args: TrainingArgs, on_epoch: Callable[[EpochResult], None] | None = N
     scheduler = get_linear_schedule_with_warmup(optimizer, int(args.warmup_ratio * total_steps), total_steps)
     class_weights = torch.ones(len(labels), device=device)
     class_weights[0] = args.outside_weight
+    if args.class_weight_power:
+        weights = type_weights(type_counts(texts), labels, args.class_weight_power)
+        for label, weight in weights.items():
+            class_weights[model.config.label2id[label]] = weight
+        logger.info("type weights: %s", ", ".join(f"{t} {w:.2f}" for t, w in sorted(weights.items())))
     loss_fn = nn.CrossEntropyLoss(weight=class_weights, ignore_index=IGNORE_INDEX, label_smoothing=args.label_smoothing)
     allowed = targets.allowed_matrix().to(device)
     # A set target weighs as much as a plain entity span.

@@ -1,4 +1,7 @@
-"""Self-training experiment (docs/model.md): does training on the model's own confident tags pay?
+"""Continuations of the shipped model (docs/model.md): self-training and rare-type weights,
+each against one control run with the same settings and seed.
+
+Self-training: does training on the model's own confident tags pay?
 
 1. Tag the raw tweets in ../shared/data/tweets with a trained model (the shipped default unless
    ``--model``) and keep the tweets it is sure about everywhere: every entity it decodes scores at
@@ -10,6 +13,8 @@
    each epoch (a label map with ``epoch_share``), and, as the control, on WNUT16 train + WNUT15
    dev alone with the same settings and seed; both select their best epoch on WNUT16 dev and
    tune the entity threshold there.
+3. Type weights (``--runs type-weights``): the control's data with rare entity types weighing
+   more in the loss (``class_weight_power`` 0.5, tagger.imbalance).
 
 Every step is resumable (`--resume`): the pseudo-labelled file is kept, training checkpoints each
 epoch. Not part of CI; about 5 minutes of tagging per 10,000 tweets and 10-20 minutes per epoch on
@@ -94,7 +99,7 @@ def write_pseudo(path: Path, tagged: list[tuple[list[str], list[str]]], labels: 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="the teacher, and the start of both runs")
+    parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="the teacher, and the start of every run")
     parser.add_argument("--output", default="runs/self-training")
     parser.add_argument("--limit", type=int, default=None, help="tag at most this many raw tweets")
     parser.add_argument("--keep-entity", type=float, default=0.8)
@@ -103,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="sure tweets without entities kept, per sure tweet with one")
     parser.add_argument("--share", type=float, default=0.5, help="share of the kept tweets drawn each epoch")
     parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--runs", nargs="+", choices=("self-training", "control"),
-                        default=["self-training", "control"], help="which of the two runs (default both)")
+    parser.add_argument("--runs", nargs="+", choices=("self-training", "control", "type-weights"),
+                        default=["self-training", "control", "type-weights"], help="which runs (default all)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     out = Path(args.output)
@@ -122,12 +127,14 @@ def main(argv: list[str] | None = None) -> int:
         entities = sum(t.startswith("B-") for _, tags in kept for t in tags)
         logger.info("kept %d of %d tweets (%d entities) in %s", len(kept), len(sentences), entities, pseudo)
     dev = str(DATA / "dev.conll")
-    runs = {"self-training": stage_5_data() + [f"{pseudo}:{mapping}"], "control": stage_5_data()}
-    runs = {name: files for name, files in runs.items() if name in args.runs}
+    runs = {"self-training": (stage_5_data() + [f"{pseudo}:{mapping}"], {}),
+            "control": (stage_5_data(), {}),
+            "type-weights": (stage_5_data(), {"class_weight_power": 0.5})}
+    runs = {name: run for name, run in runs.items() if name in args.runs}
     results = {}
-    for name, train_files in runs.items():
+    for name, (train_files, changes) in runs.items():
         settings = TrainingArgs(train=train_files, dev=dev, output=str(out / name), init_model=args.model,
-                                resume=args.resume, **CONTINUATION)
+                                resume=args.resume, **(CONTINUATION | changes))
         _stage(settings)
         log = json.loads((out / name / "training_log.json").read_text())
         results[name] = {k: log.get(k) for k in ("best_epoch", "best_dev_f1")}
