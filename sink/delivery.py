@@ -118,6 +118,8 @@ class DeadLetterProducer:
         self.bootstrap = bootstrap
         self.topic = topic
         self._producer: Any = None
+        # The sink's writer threads share one producer (kafka-python's is thread-safe).
+        self._creating = threading.Lock()
 
     def send(self, letters: Sequence[DeadLetter]) -> None:
         """Raises KafkaError when any letter is not acknowledged; a re-send after a partial
@@ -126,9 +128,10 @@ class DeadLetterProducer:
 
         if not letters:
             return
-        if self._producer is None:
-            self._producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
-                                           retries=5, linger_ms=5)
+        with self._creating:
+            if self._producer is None:
+                self._producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
+                                               retries=5, linger_ms=5)
         futures = [self._producer.send(self.topic, key=(d.source or "").encode("utf-8"),
                                        value=d.model_dump_json().encode("utf-8")) for d in letters]
         self._producer.flush()
