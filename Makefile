@@ -10,7 +10,7 @@ TORCH := $(shell sed -n 's/^torch==\([^ ]*\).*/\1/p' $(LOCK))
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install up dashboard test doctor lock bench-tagger bench-pipeline bench-trends train-default baseline compose-check
+.PHONY: install up dashboard test doctor lock bench-tagger bench-pipeline bench-trends train-default baseline dapt continuations compose-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,14 @@ bench-trends: install
 # Reproduces the shipped default model (see docs/model.md).
 train-default: install
 	$(BIN)/python -m recipes.default_model $(ARGS)
+
+# Experiments of docs/model.md: domain-adaptive pretraining (SpanBERT objective) with its two
+# fine-tuning runs, and continuations of the shipped model (self-training, type weights, control).
+dapt: install
+	$(BIN)/python -m recipes.dapt $(ARGS)
+
+continuations: install
+	$(BIN)/python -m recipes.continuations $(ARGS)
 
 # The token-classification baseline of docs/model.md.
 baseline: install
