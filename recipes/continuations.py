@@ -136,11 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = TrainingArgs(train=train_files, dev=dev, output=str(out / name), init_model=args.model,
                                 resume=args.resume, **(CONTINUATION | changes))
         _stage(settings)
-        log = json.loads((out / name / "training_log.json").read_text())
-        results[name] = {k: log.get(k) for k in ("best_epoch", "best_dev_f1")}
-        config = json.loads((out / name / "config.json").read_text())
-        tuned = config.get("tweetner", {})
-        results[name]["entity_threshold"] = tuned.get("entity_threshold")
+        tuned = json.loads((out / name / "config.json").read_text())["tweetner"]
+        results[name] = {k: tuned.get(k) for k in ("best_epoch", "best_dev_f1", "entity_threshold")}
         results[name]["threshold_dev_f1"] = max((r["f1"] for r in tuned.get("threshold_sweep", [])), default=None)
     print(json.dumps({"settings": {k: v for k, v in vars(args).items() if k != "resume"},
                       "continuation": asdict(TrainingArgs(train=[], output="", **CONTINUATION)) | {"train": None},

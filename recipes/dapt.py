@@ -47,30 +47,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--limit", type=int, default=None, help="use at most this many raw tweets")
     parser.add_argument("--finetune-epochs", type=int, default=STAGE_1["epochs"])
-    parser.add_argument("--skip-finetune", action="store_true", help="pretrain only")
+    parser.add_argument("--runs", nargs="+", choices=("pretrain", "adapted", "control"),
+                        default=["pretrain", "adapted", "control"],
+                        help="which steps (default all; the control needs no pretraining and may run beside it)")
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     out = Path(args.output)
     adapted = out / "encoder"
-    if not (args.resume and (adapted / "config.json").is_file()):
+    if "pretrain" in args.runs and not (args.resume and (adapted / "config.json").is_file()):
         texts = pretraining_tweets(args.limit)
         logger.info("pretraining on %d raw tweets", len(texts))
         pretrain(PretrainingArgs(texts=texts, output=str(out), encoder=args.encoder, steps=args.steps,
                                  batch_size=args.batch_size, lr=args.lr,
                                  resume=args.resume and (out / "resume" / "state.pt").is_file()))
-    if args.skip_finetune:
-        print(json.dumps({"encoder": str(adapted)}))
-        return 0
     results = {}
     stage = STAGE_1 | {"epochs": args.finetune_epochs}
     for name, encoder in (("adapted", str(adapted)), ("control", args.encoder)):
+        if name not in args.runs:
+            continue
         run = out / f"finetune-{name}"
         _stage(TrainingArgs(train=[str(DATA / "train.conll")], dev=str(DATA / "dev.conll"), output=str(run),
                             encoder=encoder, resume=args.resume, **stage))
-        log = json.loads((run / "training_log.json").read_text())
-        results[name] = {k: log.get(k) for k in ("best_epoch", "best_dev_f1")}
-    print(json.dumps({"steps": args.steps, "finetune": stage, "results": results}))
+        tuned = json.loads((run / "config.json").read_text())["tweetner"]
+        results[name] = {k: tuned.get(k) for k in ("best_epoch", "best_dev_f1", "entity_threshold")}
+        results[name]["threshold_dev_f1"] = max((r["f1"] for r in tuned.get("threshold_sweep", [])), default=None)
+    print(json.dumps({"encoder": str(adapted), "steps": args.steps, "finetune": stage, "results": results}))
     return 0
 
 
