@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -27,6 +28,18 @@ class Topics:
     def all(self) -> dict[str, int]:
         # Dead letters are rare and read by people; one partition keeps them in order.
         return {self.tweets: self.partitions, self.tagged: self.partitions, self.deadletter: 1}
+
+
+def key_partition(key: bytes, partitions: int) -> int:
+    """The partition (of ``partitions``, numbered from 0 as Kafka does) a keyed record goes to:
+    one tweet id always lands in one partition.
+
+    CRC-32 in C instead of kafka-python's default murmur2, which is pure Python and was a quarter
+    of ingest's CPU per tweet. Every producer of a keyed topic of ours calls this, so they agree;
+    a foreign producer hashing with murmur2 would still be correct (the sink orders versions of a
+    tweet by ``ingested_at``), only not co-partitioned.
+    """
+    return zlib.crc32(key) % partitions
 
 
 def ensure_topics(bootstrap: str, topics: Mapping[str, int], *, timeout_s: float = 30.0) -> None:

@@ -103,6 +103,8 @@ class IngestService:
         from kafka import KafkaProducer
         from kafka.errors import KafkaError
 
+        from ingest.partitioner import KeyPartitioner
+
         s = self.settings
         try:
             self._producer = KafkaProducer(
@@ -118,6 +120,7 @@ class IngestService:
                 request_timeout_ms=min(30_000, int(s.delivery_timeout_s * 1000) - s.linger_ms - 1),
                 max_block_ms=int(s.connect_timeout_s * 1000),
                 client_id="tweetner-ingest",
+                partitioner=KeyPartitioner(),
             )
             # Fails fast (within connect_timeout) when the broker is not there at all.
             self._producer.partitions_for(s.topics.tweets)

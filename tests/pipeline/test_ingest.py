@@ -6,10 +6,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from contracts.topics import key_partition
 from ingest.records import Rejection, derived_id, parse_record
 from ingest.service import RatePacer
 from ingest.sources import RawRecord, read_source
@@ -86,6 +88,14 @@ def test_format_guess_and_follow(tmp_path: Path) -> None:
     assert all(r.fmt == "jsonl" for r in seen)
 
 
+def test_a_tweet_id_always_picks_one_partition_and_ids_spread_over_all() -> None:
+    ids = [f"syn0-{i:09d}".encode() for i in range(8000)]
+    counts = Counter(key_partition(key, 8) for key in ids)
+    assert sorted(counts) == list(range(8)) and min(counts.values()) > 800
+    assert [key_partition(key, 8) for key in ids[:50]] == [key_partition(key, 8) for key in ids[:50]]
+    assert {key_partition(key, 2) for key in ids} == {0, 1}
+
+
 def test_rate_pacer_spaces_sends() -> None:
     pacer = RatePacer(100.0)
     started = time.monotonic()
@@ -128,6 +138,8 @@ def test_ingest_cli_produces_and_dead_letters(pipeline_env: dict[str, str], tmp_
     assert any(t.text == "second & last" for t in tweets)
     records = read_topic(bootstrap, pipeline_env["TWEETS_TOPIC"])
     assert all(r.key.decode() == Tweet.model_validate_json(r.value).id for r in records)
+    partitions = int(pipeline_env["TOPIC_PARTITIONS"])
+    assert all(r.partition == key_partition(r.key, partitions) for r in records)
 
     letters = [DeadLetter.model_validate_json(r.value)
                for r in read_topic(bootstrap, pipeline_env["DEADLETTER_TOPIC"])]
