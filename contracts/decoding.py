@@ -10,13 +10,19 @@ from typing import Sequence, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from contracts.messages import DeadLetter, KafkaRecord
+from contracts.validation import describe
 
 M = TypeVar("M", bound=BaseModel)
 
 
 def short_error(exc: BaseException, limit: int = 300) -> str:
-    """An exception as one line, for a dead letter's reason or a log line."""
-    return f"{type(exc).__name__}: {exc}".replace("\n", " ")[:limit]
+    """An exception as one line, for a dead letter's reason or a log line; a validation error
+    as each field and what is wrong with it (contracts.validation's words)."""
+    if isinstance(exc, ValidationError):
+        text = "; ".join(describe(error) for error in exc.errors())
+    else:
+        text = str(exc)
+    return f"{type(exc).__name__}: {text}".replace("\n", " ")[:limit]
 
 
 def decode_records(records: Sequence[KafkaRecord], model: type[M], stage: str,

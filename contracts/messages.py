@@ -10,12 +10,13 @@ from typing import Annotated, Literal, Protocol
 
 from pydantic import AfterValidator, BaseModel, Field
 
-from contracts.validation import check_entity_text, check_id, check_text, check_time
+from contracts.validation import ID, MAX_ENTITY_CHARS, MAX_ID_CHARS, SAFE_TEXT, check_time
 
-# The field types of every message: the rule of contracts.validation, applied on parse.
-SafeText = Annotated[str, AfterValidator(check_text)]
-TweetId = Annotated[str, AfterValidator(check_id)]
-EntityText = Annotated[str, AfterValidator(check_entity_text)]
+# The field types of every message: the rules of contracts.validation, applied on parse (the
+# string rules as patterns pydantic matches without calling Python).
+SafeText = Annotated[str, Field(pattern=SAFE_TEXT)]
+TweetId = Annotated[str, Field(pattern=ID, max_length=MAX_ID_CHARS)]
+EntityText = Annotated[str, Field(pattern=SAFE_TEXT, max_length=MAX_ENTITY_CHARS)]
 Timestamp = Annotated[datetime, AfterValidator(check_time)]
 
 

@@ -24,8 +24,9 @@ from datetime import datetime, timezone
 
 from pydantic import ValidationError
 
-from ingest.sources import RawRecord
 from contracts.messages import Tweet
+from contracts.validation import describe
+from ingest.sources import RawRecord
 
 
 @dataclass(frozen=True)
@@ -69,9 +70,7 @@ def _validated(fields: dict) -> Tweet | Rejection:
     try:
         return Tweet(**fields)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err.get("loc", ())) or "record"
-        return Rejection(f"invalid {where}: {err.get('msg', 'invalid value')}")
+        return Rejection(f"invalid {describe(exc.errors()[0])}")
 
 
 def _twitter_time(value: object) -> object:
