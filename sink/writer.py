@@ -305,9 +305,11 @@ def write_batch(conn: Connection, records: Sequence[TaggedTweet]) -> WriteResult
 
     # A new or corrected tweet's entering mentions are exactly the rows this batch inserted.
     fresh = {k for k in entering if k[0] in inserted_ids or k[0] in corrected}
+    # One bucket per tweet, not per mention: a tweet has several.
+    minutes = {k: minute_of(entering[k]) for k in fresh}
     for tid, version, label, normalized in new_mentions:
         if (tid, version) in fresh and normalized:
-            counts[(minute_of(entering[(tid, version)]), label, normalized)] += 1
+            counts[(minutes[(tid, version)], label, normalized)] += 1
     # A version switch: the mentions of either version may predate this batch, so read them back.
     # One read for both sides: leaving and entering pairs of a switch never share a version.
     switch = {k: (b, -1) for k, b in leaving.items() if k[0] not in corrected}
