@@ -14,8 +14,9 @@ tagger/default_model with its tokenizer files and a model card carrying stage 6'
 
 Every stage checkpoints each epoch: `make train-default ARGS=--resume` continues an interrupted
 run where it stopped, and skips the stages already finished. `--from-stage-5 DIR` starts at stage
-6 from a stage-5 model (the shipped lineage started from tagger/default_model, stage 5's fp16
-copy). About 100 minutes for stages 1-2, 10 to 25 per stage-3 or stage-4 epoch and 5 to 13 per
+6 from a stage-5 model (the shipped lineage started from stage 5's fp16 copy, which shipped until
+985a442: `git worktree add /tmp/stage5 985a442`, then `--from-stage-5
+/tmp/stage5/tagger/default_model`). About 100 minutes for stages 1-2, 10 to 25 per stage-3 or stage-4 epoch and 5 to 13 per
 stage-5, stage-6 or release epoch on one CPU core (AVX-512 and AVX2 machines); see docs/model.md
 for the experiments behind the settings.
 """
@@ -182,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     train_files = [str(DATA / "train.conll")]
     dev_file = DATA / "dev.conll"
+    if args.from_stage_5 and Path(args.from_stage_5).resolve() == Path(args.target).resolve():
+        parser.error(f"{args.from_stage_5} is where the release goes, not a stage-5 model")
     stage_5, stage_6 = args.from_stage_5 or f"{args.output}-stage5", f"{args.output}-stage6"
     if not args.export_only:
         if not args.from_stage_5:
