@@ -2,7 +2,7 @@
 
 PostgreSQL and the text pipeline cannot hold everything JSON can express, so a value that would
 fail a stage later is refused where it is first parsed (ingest, the tagger, the sink, replay all
-validate with :mod:`contracts.messages`, which calls these functions):
+validate with :mod:`contracts.messages`, which applies these rules):
 
 * **strings** (ids, texts, user names, languages, entity texts and labels, model names):
   no NUL or other C0/C1 control character except tab, line feed and carriage return (tweets
@@ -18,7 +18,7 @@ validate with :mod:`contracts.messages`, which calls these functions):
 
 The messages check the string rules as patterns that pydantic matches in Rust (:data:`SAFE_TEXT`,
 :data:`ID`), one pass per string and no Python call: a dozen Python validator calls per tagged
-tweet were a third of the sink's validation time. A string with an unpaired surrogate never
+tweet were a fifth of its validation's instructions. A string with an unpaired surrogate never
 reaches the pattern (it is not valid UTF-8; pydantic refuses it as ``string_unicode``, and JSON
 parsing refuses the escape). :func:`describe` turns either error back into this module's words
 (``control character U+0000 at index 3``), which dead letters carry. The functions below are the
