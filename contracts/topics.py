@@ -35,9 +35,10 @@ def key_partition(key: bytes, partitions: int) -> int:
     one tweet id always lands in one partition.
 
     CRC-32 in C instead of kafka-python's default murmur2, which is pure Python and was a quarter
-    of ingest's CPU per tweet. Every producer of a keyed topic of ours calls this, so they agree;
-    a foreign producer hashing with murmur2 would still be correct (the sink orders versions of a
-    tweet by ``ingested_at``), only not co-partitioned.
+    of ingest's CPU per tweet. Ingest, the one producer of the tweets topic, partitions with it
+    and the tagger keeps a record's partition, so both topics agree; a foreign producer hashing
+    with murmur2 would still be correct (the sink orders versions of a tweet by
+    ``ingested_at``), only not co-partitioned.
     """
     return zlib.crc32(key) % partitions
 

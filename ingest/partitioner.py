@@ -22,4 +22,4 @@ class KeyPartitioner(Partitioner):
         if serialized_key is not None:
             return key_partition(serialized_key, len(partitions))
         available = cluster.available_partitions_for_topic(topic)
-        return random.choice(sorted(available or partitions))
+        return random.choice(list(available or partitions))
