@@ -18,7 +18,7 @@ later layers).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -60,6 +60,42 @@ class SpanBatch:
     @property
     def positions(self) -> int:
         return int(self.input_ids.shape[0] * self.input_ids.shape[1])
+
+    def pin_memory(self) -> "SpanBatch":
+        return replace(self, input_ids=self.input_ids.pin_memory(), position_ids=self.position_ids.pin_memory(),
+                       attention_mask=self.attention_mask.pin_memory())
+
+
+@dataclass
+class FlatSpanBatch:
+    """Marker passes as one unpadded token sequence (tagger.flat_encoder): pass ``p``'s tokens are
+    its text, its start markers, then its end markers, and sit in row ``p`` of the attention grid."""
+
+    input_ids: torch.Tensor  # [N]
+    position_ids: torch.Tensor  # [N]
+    slots: torch.Tensor  # [N]: each token's index in the flattened [P, L] attention grid
+    attention_mask: torch.Tensor  # [P, 1, L, L] bool, True = may attend
+    start_index: torch.Tensor  # [M]: the token index of each span's start marker, pass by pass
+    end_index: torch.Tensor  # [M]
+    num_spans: np.ndarray  # [P]
+    span_shapes: torch.Tensor | None = None  # [M, 2]
+
+    @property
+    def positions(self) -> int:
+        """Tokens the projections and feed-forward layers run over (no padding)."""
+        return int(self.input_ids.shape[0])
+
+    def to(self, device: torch.device | str) -> "FlatSpanBatch":
+        return replace(self, **{name: getattr(self, name).to(device, non_blocking=True)
+                                for name in self._tensors() if getattr(self, name) is not None})
+
+    def pin_memory(self) -> "FlatSpanBatch":
+        return replace(self, **{name: getattr(self, name).pin_memory()
+                                for name in self._tensors() if getattr(self, name) is not None})
+
+    @staticmethod
+    def _tensors() -> tuple[str, ...]:
+        return ("input_ids", "position_ids", "slots", "attention_mask", "start_index", "end_index", "span_shapes")
 
 
 @dataclass
@@ -206,6 +242,41 @@ class SpanMarkerCollator:
         )
 
 
+    def flat(self, rows: Sequence[MarkerPass]) -> FlatSpanBatch:
+        """The passes unpadded, for tagger.flat_encoder (dynamic layout only)."""
+        if not rows:
+            raise ValueError("cannot collate an empty batch")
+        if self.fixed_text_length or self.fixed_marker_length or self.cut_unused_end_markers:
+            raise ValueError("flat batches need the dynamic layout (position from position_ids only)")
+        n_text = np.fromiter((len(r.input_ids) for r in rows), dtype=np.int64, count=len(rows))
+        n_spans = np.fromiter((r.num_spans for r in rows), dtype=np.int64, count=len(rows))
+        lengths = n_text + 2 * n_spans
+        offsets = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+        P, L, N = len(rows), int(lengths.max()), int(lengths.sum())
+        input_ids = np.empty(N, dtype=np.int64)
+        position_ids = np.empty(N, dtype=np.int64)
+        for row, o, t, s in zip(rows, offsets.tolist(), n_text.tolist(), n_spans.tolist()):
+            input_ids[o : o + t] = row.input_ids
+            input_ids[o + t : o + t + s] = self.start_marker_id
+            input_ids[o + t + s : o + t + 2 * s] = self.end_marker_id
+            position_ids[o : o + t] = np.arange(t)
+            position_ids[o + t : o + t + s] = row.start_positions
+            position_ids[o + t + s : o + t + 2 * s] = row.end_positions
+        position_ids += POSITION_OFFSET
+        slots = np.repeat(np.arange(P) * L - offsets, lengths) + np.arange(N)
+        starts = np.repeat(offsets + n_text - np.cumsum(n_spans) + n_spans, n_spans) + np.arange(int(n_spans.sum()))
+        shapes = [r.span_shapes for r in rows]
+        return FlatSpanBatch(
+            input_ids=torch.from_numpy(input_ids),
+            position_ids=torch.from_numpy(position_ids),
+            slots=torch.from_numpy(slots),
+            attention_mask=pass_attention_mask(torch.from_numpy(n_text), torch.from_numpy(n_spans), L),
+            start_index=torch.from_numpy(starts),
+            end_index=torch.from_numpy(starts + np.repeat(n_spans, n_spans)),
+            num_spans=n_spans,
+            span_shapes=None if shapes[0] is None else torch.from_numpy(np.concatenate(shapes)),
+        )
+
     def _packed(self, rows: Sequence[MarkerPass | PackedPass]) -> SpanBatch:
         if self.fixed_text_length or self.fixed_marker_length or self.cut_unused_end_markers:
             raise ValueError("packed passes need the dynamic layout (position from position_ids only)")
@@ -250,6 +321,21 @@ class SpanMarkerCollator:
             num_spans=torch.from_numpy(n_spans),
             span_shapes=None if shapes is None else torch.from_numpy(shapes),
         )
+
+
+def pass_attention_mask(n_text: torch.Tensor, n_spans: torch.Tensor, L: int) -> torch.Tensor:
+    """``[P, 1, L, L]`` for rows laid out ``[text (t) | start markers (s) | end markers (s) | padding]``,
+    each row with its own t and s (tagger.flat_encoder's grid)."""
+    pos = torch.arange(L)[None, :]
+    t, s = n_text[:, None], n_spans[:, None]
+    is_text = pos < t
+    is_marker = (pos >= t) & (pos < t + 2 * s)
+    pair = torch.where(is_marker, (pos - t) % s.clamp(min=1), -1)
+    valid = is_text | is_marker
+    sees_text = valid[:, :, None] & is_text[:, None, :]
+    same_pair = (pair[:, :, None] == pair[:, None, :]) & is_marker[:, :, None]
+    padding_self = (~valid)[:, :, None] & torch.eye(L, dtype=torch.bool)[None]
+    return (sees_text | same_pair | padding_self)[:, None]
 
 
 def _attention_mask(n_text: torch.Tensor, n_spans: torch.Tensor, T: int, S: int, L: int) -> torch.Tensor:

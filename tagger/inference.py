@@ -12,7 +12,6 @@ layout, packs short passes into shared rows (tagger.collator.PackedPass); asking
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import time
@@ -24,7 +23,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from tagger.collator import PackedPass, SpanBatch, SpanMarkerCollator, pack_passes
+from tagger.collator import FlatSpanBatch, PackedPass, SpanBatch, SpanMarkerCollator, pack_passes
 from tagger.configuration import PRECISIONS
 from tagger.decoding import greedy_decode
 from tagger.modeling import SpanMarkerModel
@@ -88,10 +87,12 @@ def default_device() -> str:
 
 
 def default_precision(device: str) -> str:
-    """Picked from docs/benchmarks.md: the fastest mode whose dev F1 stays within 0.5 of fp32."""
+    """Picked from docs/benchmarks.md: the fastest mode whose dev F1 stays within 0.5 of fp32.
+    bf16 where the CPU computes it natively (emulated, it runs 5x slower than fp32); elsewhere
+    per-channel int8, 1.2-1.3x fp32 on an AVX2-only CPU at the same dev F1."""
     if device.startswith("cuda"):
         return "fp16"
-    return os.environ.get("TWEETNER_CPU_PRECISION", "bf16" if _cpu_has_bf16() else "fp32")
+    return os.environ.get("TWEETNER_CPU_PRECISION", "bf16" if _cpu_has_bf16() else "int8")
 
 
 def _cpu_has_bf16() -> bool:
@@ -127,6 +128,7 @@ class NerTagger:
         span_filter: bool | None = None,
         row_capacity: int | None = None,
         prefetch: bool | None = None,
+        flat: bool | None = None,
     ) -> None:
         self.device = torch.device(device or default_device())
         # Collate (and copy to the device) the next batch on a host thread while the device runs
@@ -152,6 +154,11 @@ class NerTagger:
         # only where position comes from position_ids alone (the dynamic layout). 0: one per row.
         dynamic = self.collator.fixed_text_length is None and not fixed_padding
         self.row_capacity = (DEFAULT_ROW_CAPACITY if row_capacity is None else row_capacity) if dynamic else 0
+        # BERT-family encoders run passes unpadded (tagger.flat_encoder) unless a padded layout is
+        # asked for: the reference's fixed shapes, or explicit packing for comparison.
+        self.flat = (dynamic and row_capacity is None and model.runs_flat) if flat is None else flat
+        if self.flat and not (dynamic and model.runs_flat):
+            raise ValueError("flat passes need a BERT-family encoder in the dynamic layout")
         self.stats = PredictStats()
         # None: the model's own tuned threshold (if any); a negative value forces plain argmax.
         self._threshold_override = entity_threshold
@@ -262,12 +269,21 @@ class NerTagger:
             self.stats.truncated_sentences += truncated
         n_labels = self.config.num_labels
         probs_out = [np.zeros((len(s), n_labels), dtype=np.float32) for s in all_spans]
-        units = pack_passes(rows, self.row_capacity) if self.row_capacity else rows
+        if self.flat:
+            batches = self._flat_batches(rows)
+        else:
+            batches = self._batches(pack_passes(rows, self.row_capacity) if self.row_capacity else rows)
         with torch.inference_mode():
-            for batch_rows, batch in self._collated(self._batches(units)):
+            for batch_rows, batch in self._collated(batches):
                 started = time.perf_counter()
                 probs = self.model(batch).float().softmax(-1).cpu().numpy()
-                for b, unit in enumerate(batch_rows):
+                if self.flat:
+                    offset = 0
+                    for row in batch_rows:
+                        lo, n = row.first_span, row.num_spans
+                        probs_out[row.sentence][lo : lo + n] = probs[offset : offset + n]
+                        offset += n
+                for b, unit in enumerate(() if self.flat else batch_rows):
                     offset = 0
                     for row in unit.members if isinstance(unit, PackedPass) else (unit,):
                         lo, n = row.first_span, row.num_spans
@@ -281,13 +297,11 @@ class NerTagger:
         self.stats.text_tokens += sum(len(e.input_ids) for e in encoded)
         return list(zip(all_spans, probs_out))
 
-    def _collate(self, rows: list) -> SpanBatch:
-        batch = self.collator(rows)
+    def _collate(self, rows: list) -> SpanBatch | FlatSpanBatch:
+        batch = self.collator.flat(rows) if self.flat else self.collator(rows)
         if self.device.type == "cuda":
             # Pinned host memory lets the copy run asynchronously beside the device's work.
-            batch = dataclasses.replace(batch, input_ids=batch.input_ids.pin_memory(),
-                                        position_ids=batch.position_ids.pin_memory(),
-                                        attention_mask=batch.attention_mask.pin_memory())
+            batch = batch.pin_memory()
         return batch.to(self.device)
 
     def _collated(self, batches: Iterable[list]) -> Iterator[tuple[list, SpanBatch]]:
@@ -322,6 +336,21 @@ class NerTagger:
                        span_shapes=None if shapes is None else shapes[lo : lo + per_pass])
             for lo in range(0, len(spans), per_pass)
         ]
+
+    def _flat_batches(self, rows: list[MarkerPass]) -> Iterator[list[MarkerPass]]:
+        """Longest passes first, each batch up to the position budget in its attention grid (its
+        passes times its longest): sorted, the grid is barely larger than the tokens."""
+        batch: list[MarkerPass] = []
+        longest = 0
+        for row in sorted(rows, key=lambda r: r.length, reverse=True):
+            if batch and (len(batch) + 1) * longest > self.max_batch_positions:
+                yield batch
+                batch = []
+            if not batch:
+                longest = row.length
+            batch.append(row)
+        if batch:
+            yield batch
 
     def _batches(self, rows: list) -> Iterator[list]:
         if self.fixed_padding:
@@ -359,13 +388,16 @@ def _prepare(model: SpanMarkerModel, device: torch.device, precision: str) -> Sp
             raise ValueError("int8 dynamic quantization runs on the CPU only; use fp16 on GPU")
         import warnings
 
-        from torch.ao.quantization import quantize_dynamic
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
         with warnings.catch_warnings():
             # torch marks eager dynamic quantization deprecated in favour of torchao; it still works
             # and keeps us from adding a dependency for one call.
             warnings.simplefilter("ignore")
-            return quantize_dynamic(model.float(), {torch.nn.Linear}, dtype=torch.qint8)
+            # One scale per output channel: a scale per matrix cost 3.7 dev F1 points, this 0.01
+            # (docs/benchmarks.md).
+            return quantize_dynamic(model.float(), {torch.nn.Linear: per_channel_dynamic_qconfig},
+                                    dtype=torch.qint8)
     if precision == "fp16" and device.type == "cpu":
         logger.warning("fp16 on the CPU is slow and inexact; bf16 is the fast CPU mode")
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]

@@ -18,7 +18,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
 
-from tagger.collator import SpanBatch
+from tagger.collator import FlatSpanBatch, SpanBatch
+from tagger.flat_encoder import marker_states, supports_flat
 from tagger.configuration import SpanMarkerConfig
 from tagger.shapes import NUM_SHAPES
 from tagger.tokenizer import END_MARKER, START_MARKER, SpanMarkerTokenizer
@@ -56,8 +57,18 @@ class SpanMarkerModel(nn.Module):
         self._eager_attention = getattr(encoder.config, "_attn_implementation", "sdpa") == "eager"
 
     # --- forward -------------------------------------------------------------------------------
-    def forward(self, batch: SpanBatch) -> torch.Tensor:
-        """Logits ``[B, N, num_labels]`` for the batch's marker pairs."""
+    @property
+    def runs_flat(self) -> bool:
+        """Whether :class:`FlatSpanBatch` inputs work: a BERT-family encoder (tagger.flat_encoder)."""
+        return supports_flat(self.encoder)
+
+    def forward(self, batch: SpanBatch | FlatSpanBatch) -> torch.Tensor:
+        """Logits ``[B, N, num_labels]`` for the batch's marker pairs (``[M, num_labels]``, the
+        spans pass by pass, for a flat batch)."""
+        if isinstance(batch, FlatSpanBatch):
+            states = marker_states(self.encoder, batch)
+            spans = len(batch.start_index)
+            return self._classify(torch.cat((states[:spans], states[spans:]), dim=-1), batch.span_shapes)
         mask = batch.attention_mask
         dtype = next(self.encoder.parameters()).dtype
         if self._eager_attention or not dtype.is_floating_point:
@@ -77,10 +88,13 @@ class SpanMarkerModel(nn.Module):
         )[0]
         T, S, N = batch.text_length, batch.marker_length, batch.span_slots
         features = torch.cat((hidden[:, T : T + N], hidden[:, T + S : T + S + N]), dim=-1)
+        return self._classify(features, batch.span_shapes)
+
+    def _classify(self, features: torch.Tensor, span_shapes: torch.Tensor | None) -> torch.Tensor:
         if self.shape_embedding is not None:
-            if batch.span_shapes is None:
+            if span_shapes is None:
                 raise ValueError("this model reads word shapes: encode with its own tokenizer")
-            shapes = self.shape_embedding(batch.span_shapes).flatten(2).to(features.dtype)  # [B, N, 2E]
+            shapes = self.shape_embedding(span_shapes).flatten(-2).to(features.dtype)  # [..., 2E]
             features = torch.cat((features, shapes), dim=-1)
         return self.classifier(self.dropout(features))
 
