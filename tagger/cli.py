@@ -95,7 +95,7 @@ def _model_options(p: argparse.ArgumentParser, default_precision: str | None = N
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--precision", default=default_precision, choices=PRECISIONS,
                    help=f"default: {default_precision}" if default_precision else
-                   "default: fp16 on GPU, bf16 on CPUs with avx512_bf16, else int8")
+                   "default: fp16 on GPU, bf16 on CPUs with avx512_bf16, else fp32")
 
 
 class UsageProblem(Exception):

@@ -88,11 +88,11 @@ def default_device() -> str:
 
 def default_precision(device: str) -> str:
     """Picked from docs/benchmarks.md: the fastest mode whose dev F1 stays within 0.5 of fp32.
-    bf16 where the CPU computes it natively (emulated, it runs 5x slower than fp32); elsewhere
-    per-channel int8, 1.2-1.3x fp32 on an AVX2-only CPU at the same dev F1."""
+    bf16 where the CPU computes it natively (emulated, it runs 5x slower than fp32); fp32
+    elsewhere: int8 is 1.25x fp32 on an AVX2-only CPU but loses 0.9 dev F1 points."""
     if device.startswith("cuda"):
         return "fp16"
-    return os.environ.get("TWEETNER_CPU_PRECISION", "bf16" if _cpu_has_bf16() else "int8")
+    return os.environ.get("TWEETNER_CPU_PRECISION", "bf16" if _cpu_has_bf16() else "fp32")
 
 
 def _cpu_has_bf16() -> bool:
@@ -147,8 +147,6 @@ class NerTagger:
         self.fixed_padding = fixed_padding
         self.model = _prepare(model, self.device, self.precision)
         self.collator = SpanMarkerCollator.for_tokenizer(tokenizer, fixed_padding=fixed_padding)
-        # A budget on padded positions per batch bounds memory and keeps CPU batches cache-sized.
-        self.max_batch_positions = max_batch_positions or (65536 if self.device.type == "cuda" else 8192)
         self.max_batch_rows = max_batch_rows
         # Short passes share an encoder row up to this many positions (tagger.collator.PackedPass);
         # only where position comes from position_ids alone (the dynamic layout). 0: one per row.
@@ -159,6 +157,10 @@ class NerTagger:
         self.flat = (dynamic and row_capacity is None and model.runs_flat) if flat is None else flat
         if self.flat and not (dynamic and model.runs_flat):
             raise ValueError("flat passes need a BERT-family encoder in the dynamic layout")
+        # A budget on padded positions per batch bounds memory and keeps CPU batches cache-sized
+        # (flat batches on a 2-core CPU: 2,048-4,096 grid positions ran 5-20% faster than 8,192).
+        cpu_budget = 4096 if self.flat else 8192
+        self.max_batch_positions = max_batch_positions or (65536 if self.device.type == "cuda" else cpu_budget)
         self.stats = PredictStats()
         # None: the model's own tuned threshold (if any); a negative value forces plain argmax.
         self._threshold_override = entity_threshold
@@ -394,8 +396,8 @@ def _prepare(model: SpanMarkerModel, device: torch.device, precision: str) -> Sp
             # torch marks eager dynamic quantization deprecated in favour of torchao; it still works
             # and keeps us from adding a dependency for one call.
             warnings.simplefilter("ignore")
-            # One scale per output channel: a scale per matrix cost 3.7 dev F1 points, this 0.01
-            # (docs/benchmarks.md).
+            # One scale per output channel: a scale per matrix cost 3.7 dev F1 points, this 0.9
+            # (docs/benchmarks.md), still too many for a default.
             return quantize_dynamic(model.float(), {torch.nn.Linear: per_channel_dynamic_qconfig},
                                     dtype=torch.qint8)
     if precision == "fp16" and device.type == "cpu":

@@ -55,4 +55,4 @@ def test_doctor_notes_unset_servers_and_fails_on_a_missing_model(tmp_path: Path)
 
 def test_cpu_line_says_why_bf16_is_or_is_not_used() -> None:
     assert "bf16 has native instructions" in check_cpu({"avx2", "avx512f", "avx512_bf16"}).detail
-    assert "5x slower" in check_cpu({"avx2", "fma"}).detail and "int8" in check_cpu({"avx2", "fma"}).detail
+    assert "5x slower" in check_cpu({"avx2", "fma"}).detail

@@ -74,8 +74,7 @@ def check_cpu(flags: set[str] | None = None) -> Finding:
     if "avx512_bf16" in flags or "amx_bf16" in flags:
         why = "bf16 has native instructions here (about 2x fp32)"
     else:
-        why = ("no avx512_bf16/amx_bf16: bf16 would be emulated (about 5x slower than fp32 on AVX2 CPUs); "
-               "per-channel int8 is 1.2-1.3x fp32 there")
+        why = "no avx512_bf16/amx_bf16: bf16 would be emulated (about 5x slower than fp32 on AVX2 CPUs)"
     forced = " (TWEETNER_CPU_PRECISION)" if "TWEETNER_CPU_PRECISION" in os.environ else ""
     return Finding(OK, "cpu", f"{model}, {os.cpu_count()} cores, {' '.join(features) or 'no AVX2'}; "
                               f"CPU precision {precision}{forced}: {why}")
