@@ -6,9 +6,10 @@ marker layout follows the encoder (span_marker's indices for MPNet-like encoders
 tagger.collator). ``fixed_padding`` reproduces the reference library's shapes (model_max_length +
 2 x marker_max_length) for comparison.
 
-The default mode also drops the candidate spans tagger.span_filter rules out and, in the dynamic
-layout, packs short passes into shared rows (tagger.collator.PackedPass); asking for fp32 by name
-(the exact mode) scores every candidate, as span_marker does.
+The default mode also drops the candidate spans tagger.span_filter rules out; asking for fp32 by
+name (the exact mode) scores every candidate, as span_marker does. In the dynamic layout, BERT-family
+encoders take their passes unpadded (tagger.flat_encoder); other encoders, or an explicit
+``row_capacity``, pack short passes into shared rows (tagger.collator.PackedPass).
 """
 from __future__ import annotations
 
@@ -279,17 +280,11 @@ class NerTagger:
             for batch_rows, batch in self._collated(batches):
                 started = time.perf_counter()
                 probs = self.model(batch).float().softmax(-1).cpu().numpy()
-                if self.flat:
-                    offset = 0
-                    for row in batch_rows:
-                        lo, n = row.first_span, row.num_spans
-                        probs_out[row.sentence][lo : lo + n] = probs[offset : offset + n]
-                        offset += n
-                for b, unit in enumerate(() if self.flat else batch_rows):
+                for unit, unit_probs in self._per_unit(batch_rows, probs):
                     offset = 0
                     for row in unit.members if isinstance(unit, PackedPass) else (unit,):
                         lo, n = row.first_span, row.num_spans
-                        probs_out[row.sentence][lo : lo + n] = probs[b, offset : offset + n]
+                        probs_out[row.sentence][lo : lo + n] = unit_probs[offset : offset + n]
                         offset += n
                 self.stats.batch_seconds.append(time.perf_counter() - started)
                 self.stats.batches += 1
@@ -299,6 +294,17 @@ class NerTagger:
         self.stats.text_tokens += sum(len(e.input_ids) for e in encoded)
         return list(zip(all_spans, probs_out))
 
+    def _per_unit(self, units: list, probs: np.ndarray) -> Iterator[tuple[MarkerPass | PackedPass, np.ndarray]]:
+        """Each row of a batch with its spans' probabilities: a padded batch's ``[B, N, C]`` by row,
+        a flat batch's ``[M, C]`` by each pass's span count."""
+        if not self.flat:
+            yield from zip(units, probs)
+            return
+        offset = 0
+        for row in units:
+            yield row, probs[offset : offset + row.num_spans]
+            offset += row.num_spans
+
     def _collate(self, rows: list) -> SpanBatch | FlatSpanBatch:
         batch = self.collator.flat(rows) if self.flat else self.collator(rows)
         if self.device.type == "cuda":
@@ -306,7 +312,7 @@ class NerTagger:
             batch = batch.pin_memory()
         return batch.to(self.device)
 
-    def _collated(self, batches: Iterable[list]) -> Iterator[tuple[list, SpanBatch]]:
+    def _collated(self, batches: Iterable[list]) -> Iterator[tuple[list, SpanBatch | FlatSpanBatch]]:
         """Each batch of rows with its collated tensors on the device; with ``prefetch``, the next
         one is collated on a host thread while the caller runs the model on this one."""
         if not self.prefetch:
