@@ -11,6 +11,8 @@ in one place, :meth:`SpanMarkerCollator.for_tokenizer`, from the encoder's confi
   attention of the others depends on index differences only.
 - fixed padding: span_marker's full shapes (model_max_length + 2 x marker_max_length), kept for
   comparison.
+- flat (:meth:`SpanMarkerCollator.flat`, inference on BERT-family encoders): no rows at all, the
+  passes' tokens one after the other; tagger.flat_encoder gives attention a grid of its own.
 
 Attention: text sees text; a marker sees the text, itself and its partner. Padding rows see only
 themselves so that no softmax row is empty (an empty row would be NaN and poison the values of
@@ -240,7 +242,6 @@ class SpanMarkerCollator:
             labels=None if labels is None else torch.from_numpy(labels),
             span_shapes=None if shapes is None else torch.from_numpy(shapes),
         )
-
 
     def flat(self, rows: Sequence[MarkerPass]) -> FlatSpanBatch:
         """The passes unpadded, for tagger.flat_encoder (dynamic layout only)."""

@@ -42,6 +42,9 @@ def supports_flat(encoder: nn.Module) -> bool:
 
 def marker_states(encoder: nn.Module, batch: FlatSpanBatch) -> torch.Tensor:
     """Last-layer states ``[2M, hidden]``: the batch's start markers, then its end markers."""
+    if encoder.training:
+        # Attention dropout has no place here; training keeps the padded layouts.
+        raise ValueError("flat batches are for inference: call model.eval() first")
     ids = batch.input_ids[None]
     x = encoder.embeddings(input_ids=ids, position_ids=batch.position_ids[None],
                            token_type_ids=torch.zeros_like(ids))[0]

@@ -89,6 +89,16 @@ def test_encoders_with_physical_positions_keep_the_padded_layout(tmp_path):
         NerTagger(model, tok, device="cpu", precision="fp32", flat=True)
 
 
+def test_a_model_in_training_refuses_flat_batches():
+    model, tok = _tiny()
+    rows = [r for i, e in enumerate(tok.encode(SENTENCES[1:2])) for r in tok.passes(i, e)]
+    batch = SpanMarkerCollator(tok.pad_token_id, tok.start_marker_id, tok.end_marker_id).flat(rows)
+    assert model(batch).shape == (rows[0].num_spans, 3)
+    model.train()
+    with pytest.raises(ValueError, match="inference"):
+        model(batch)
+
+
 def test_fixed_padding_and_explicit_packing_are_not_flat():
     model, tok = _tiny()
     assert not NerTagger(model, tok, device="cpu", precision="fp32", fixed_padding=True).flat
