@@ -129,7 +129,8 @@ def run_bench(args) -> int:
 
 def _run_matrix(args, tweets: list[str], device: str, model: str | None) -> int:
     """Every mode on the same tweets: the reference's fixed padding, the exact mode (fp32, dynamic
-    padding, every candidate span), and each precision with the span filter (tagger.span_filter);
+    padding, every candidate span), each precision with the span filter (tagger.span_filter), and
+    for encoders that run flat (tagger.flat_encoder) the default precision in packed rows;
     ratios against fixed fp32, and entity agreement with the exact mode, in the last JSON line."""
     from tagger.inference import default_precision
 
@@ -139,6 +140,7 @@ def _run_matrix(args, tweets: list[str], device: str, model: str | None) -> int:
     # Fixed padding is the span-marker reference's shape; only backends that pad that way have it.
     span_marker = hasattr(probe, "fixed_padding")
     filtered = span_marker and hasattr(probe, "span_filter")
+    flat = getattr(probe, "flat", False)
     del probe
     # (label, precision, fixed padding, span filter)
     plan = []
@@ -161,7 +163,12 @@ def _run_matrix(args, tweets: list[str], device: str, model: str | None) -> int:
         if span_filter is not None and filtered:
             kwargs["span_filter"] = span_filter
         options[label] = {"precision": precision, **kwargs}
-        taggers[label] = load_tagger(model, device=device, **options[label])
+    if flat:
+        # The default mode in the packed rows that came before flat batches: what those gain.
+        options[f"{default_precision(device)}/packed"] = {"precision": default_precision(device),
+                                                         "fixed_padding": False, "span_filter": True, "flat": False}
+    for label, opts in options.items():
+        taggers[label] = load_tagger(model, device=device, **opts)
     # The modes take turns on each batch, so a change in the machine's load (other processes on a
     # shared CPU) falls on all of them alike and the ratios stay comparable.
     runs = {label: BenchRun(label, 0, 0.0, 0, 0, [], []) for label in taggers}

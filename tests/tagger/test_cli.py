@@ -71,3 +71,18 @@ def test_missing_default_model_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(inference, "DEFAULT_MODEL_DIR", tmp_path / "none")
     with pytest.raises(FileNotFoundError, match="--model"):
         inference.default_model_dir()
+
+
+def test_bench_matrix_compares_every_mode_with_the_reference_shapes(model_dir, tmp_path, capsys):
+    tweets = tmp_path / "tweets.txt"
+    tweets.write_text("".join(f"Barack Obama visits Paris number {i} with @Disney #tour\n" for i in range(12)))
+    assert main(["bench", "tagger", "--matrix", "--model", model_dir, "--device", "cpu", "--input", str(tweets),
+                 "--limit", "12", "--batch-size", "6"]) == 0
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+    modes = summary["modes"]
+    # The reference's shapes, the exact mode, each precision filtered, and the packed rows flat
+    # batches replaced; the exact mode and the reference's shapes agree on every tweet.
+    assert {"fp32/fixed", "fp32/dynamic", "fp32/filtered", "int8/filtered"} <= set(modes)
+    assert any(mode.endswith("/packed") for mode in modes)
+    assert summary["fixed_vs_dynamic_fp32_identical"] is True
+    assert summary["default_vs_fixed_fp32"] == modes[summary["default_mode"]]["speedup_vs_fixed_fp32"]
