@@ -37,6 +37,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def run_ingest(args: argparse.Namespace) -> int:
+    from contracts.heap import settle_after_start_up
     from contracts.logs import quiet_clients
     from ingest.metrics import ingest_http_server
     from ingest.service import IngestService
@@ -85,6 +86,7 @@ def _ingest(args: argparse.Namespace, settings: Any, service: Any, stop: threadi
             ensure_topics(settings.kafka_bootstrap, settings.topics.all(),
                           timeout_s=settings.connect_timeout_s)
         service.start()
+        settle_after_start_up()
     except (BrokerUnavailable, KafkaError) as exc:
         print(f"tweetner ingest: fatal: Kafka at {settings.kafka_bootstrap} is unreachable: {exc}",
               file=sys.stderr)

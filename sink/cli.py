@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from contracts import durations
+from contracts.heap import settle_after_start_up
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,7 @@ def _run_sink(args: argparse.Namespace) -> int:
         print(f"sink: /metrics and /health on {http.url}", flush=True)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: service.stop())
+    settle_after_start_up()
     try:
         stats = service.run()
     finally:

@@ -199,6 +199,7 @@ class _PipelineRun:
     """Produces tweets under fresh ids and waits for them in PostgreSQL, until one deadline."""
 
     def __init__(self, env: dict[str, str], procs, timeout_s: float, token: str) -> None:
+        from contracts.heap import settle_after_start_up
         from ingest.service import IngestService
         from ingest.settings import IngestSettings
         from tweetner.runner import StoredProbe
@@ -208,6 +209,8 @@ class _PipelineRun:
         self.probe = StoredProbe(env["DATABASE_URL"], env["DATABASE_SCHEMA"])
         self.ingest = IngestService(IngestSettings.from_env(env))
         self.ingest.start()
+        # As `tweetner ingest` does once it is connected: this process is the benchmark's ingest.
+        settle_after_start_up()
         self.deadline = time.monotonic() + timeout_s
         self._pushes = 0
         self.all_ids: list[str] = []

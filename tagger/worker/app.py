@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from contracts.heap import settle_after_start_up
 from contracts.messages import record_source
 from tagger.tagging import TextTagger
 from tagger.worker.agent import AgentMetrics, BatchTagger, InputRecord, TopicWatch
@@ -353,6 +354,7 @@ def run_worker(settings: AgentSettings, model: TextTagger, *, loglevel: str = "i
     os.makedirs(settings.data_dir, exist_ok=True)
     app = create_app(settings, model)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    settle_after_start_up()
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
