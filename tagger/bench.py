@@ -134,6 +134,7 @@ def _run_matrix(args, tweets: list[str], device: str, model: str | None) -> int:
     ratios against fixed fp32, and entity agreement with the exact mode, in the last JSON line."""
     from tagger.inference import default_precision
 
+    default_precision_here = default_precision(device)
     probe = load_tagger(model, device=device, precision="fp32")
     wanted = ["fp32", "bf16", "int8"] if device == "cpu" else ["fp32", "bf16", "fp16"]
     precisions = [p for p in wanted if p in supported_precisions(probe)]
@@ -165,8 +166,8 @@ def _run_matrix(args, tweets: list[str], device: str, model: str | None) -> int:
         options[label] = {"precision": precision, **kwargs}
     if flat:
         # The default mode in the packed rows that came before flat batches: what those gain.
-        options[f"{default_precision(device)}/packed"] = {"precision": default_precision(device),
-                                                         "fixed_padding": False, "span_filter": True, "flat": False}
+        options[f"{default_precision_here}/packed"] = {"precision": default_precision_here,
+                                                      "fixed_padding": False, "span_filter": True, "flat": False}
     for label, opts in options.items():
         taggers[label] = load_tagger(model, device=device, **opts)
     # The modes take turns on each batch, so a change in the machine's load (other processes on a
@@ -199,7 +200,7 @@ def _run_matrix(args, tweets: list[str], device: str, model: str | None) -> int:
     same_fixed = [reference.entities[i] for i in fixed_index] == fixed_ref.entities if "fp32/fixed" in runs else True
     if "fp32/fixed" in runs:
         print(f"fp32 dynamic vs fixed padding: entities identical on {fixed_ref.tweets} tweets: {same_fixed}")
-    default = f"{default_precision(device)}/{'filtered' if filtered else 'dynamic'}"
+    default = f"{default_precision_here}/{'filtered' if filtered else 'dynamic'}"
     summary = {"device": device, "tweets": len(tweets), "threads": torch.get_num_threads(), "modes": {}}
     for mode, run in runs.items():
         s = run.summary()

@@ -21,7 +21,7 @@ later layers).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -88,16 +88,15 @@ class FlatSpanBatch:
         return int(self.input_ids.shape[0])
 
     def to(self, device: torch.device | str) -> "FlatSpanBatch":
-        return replace(self, **{name: getattr(self, name).to(device, non_blocking=True)
-                                for name in self._tensors() if getattr(self, name) is not None})
+        return self._map(lambda t: t.to(device, non_blocking=True))
 
     def pin_memory(self) -> "FlatSpanBatch":
-        return replace(self, **{name: getattr(self, name).pin_memory()
-                                for name in self._tensors() if getattr(self, name) is not None})
+        return self._map(torch.Tensor.pin_memory)
 
-    @staticmethod
-    def _tensors() -> tuple[str, ...]:
-        return ("input_ids", "position_ids", "slots", "attention_mask", "start_index", "end_index", "span_shapes")
+    def _map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "FlatSpanBatch":
+        """A copy with ``fn`` applied to every tensor (num_spans stays on the host)."""
+        names = ("input_ids", "position_ids", "slots", "attention_mask", "start_index", "end_index", "span_shapes")
+        return replace(self, **{n: fn(getattr(self, n)) for n in names if getattr(self, n) is not None})
 
 
 @dataclass

@@ -148,6 +148,8 @@ class NerTagger:
         self.fixed_padding = fixed_padding
         self.model = _prepare(model, self.device, self.precision)
         self.collator = SpanMarkerCollator.for_tokenizer(tokenizer, fixed_padding=fixed_padding)
+        # Encoder rows per padded batch (the reference's fixed batch size; a cap beside the position
+        # budget in the dynamic layout). Flat batches have no padded rows: only the budget bounds them.
         self.max_batch_rows = max_batch_rows
         # Short passes share an encoder row up to this many positions (tagger.collator.PackedPass);
         # only where position comes from position_ids alone (the dynamic layout). 0: one per row.
