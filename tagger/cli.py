@@ -37,7 +37,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, help="directory for the trained model")
     # Mirrors tagger.trainer.TrainingArgs (a test checks they agree) without importing torch here.
     for name in ("epochs", "batch_size", "grad_accum", "lr", "head_lr", "layer_decay", "warmup_ratio",
-                 "weight_decay", "dropout", "label_smoothing", "negative_rate", "outside_weight", "class_weight_power",
+                 "weight_decay", "dropout", "label_smoothing", "negative_rate", "outside_weight", "class_weight_power", "focal_gamma",
                  "entity_max_length", "marker_max_length", "model_max_length", "patience", "seed", "max_steps"):
         value = TRAIN_DEFAULTS[name]
         kind = int if name in {"epochs", "batch_size", "grad_accum", "entity_max_length", "marker_max_length",
@@ -67,7 +67,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 TRAIN_DEFAULTS = {
     "epochs": 10, "batch_size": 16, "grad_accum": 1, "lr": 1e-4, "head_lr": 1e-3, "layer_decay": 1.0,
     "warmup_ratio": 0.1, "weight_decay": 0.01, "dropout": 0.1, "label_smoothing": 0.0, "negative_rate": 1.0,
-    "outside_weight": 1.0, "class_weight_power": 0.0, "entity_max_length": 8, "marker_max_length": 128, "model_max_length": 256,
+    "outside_weight": 1.0, "class_weight_power": 0.0, "focal_gamma": 0.0, "entity_max_length": 8, "marker_max_length": 128, "model_max_length": 256,
     "patience": 3, "seed": 42, "max_steps": None,
 }
 
@@ -274,7 +274,7 @@ def _train(args) -> int:
         resume=args.resume, stop_after_epochs=args.stop_after_epochs,
         **{k: getattr(args, k) for k in (
             "epochs", "batch_size", "grad_accum", "lr", "head_lr", "layer_decay", "warmup_ratio", "weight_decay",
-            "dropout", "label_smoothing", "negative_rate", "outside_weight", "class_weight_power",
+            "dropout", "label_smoothing", "negative_rate", "outside_weight", "class_weight_power", "focal_gamma",
             "entity_max_length", "marker_max_length", "model_max_length", "patience", "seed", "max_steps")},
     )
     result = train(targs)

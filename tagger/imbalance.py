@@ -6,11 +6,17 @@ twenty to one), and the rare ones are where the model is weakest. A type's weigh
 the training spans are 1: the rare types weigh more, entities as a whole weigh what they did
 against 'outside'. Only spans with one known type are counted (a partial label's set says
 nothing about which of its types it is).
+
+The focal term (``focal_gamma``, Lin et al. 2017) acts on examples, not types: each span's loss
+is scaled by ``(1 - p) ** gamma``, p the probability the model gives its gold label (or its label
+set), so spans it already gets right, mostly the many easy 'outside' ones, count less.
 """
 from __future__ import annotations
 
 from collections import Counter
 from typing import Iterable, Sequence
+
+import torch
 
 from tagger.corpora import OUTSIDE, TrainingText
 
@@ -36,3 +42,11 @@ def type_weights(counts: Counter[str], labels: Sequence[str], power: float) -> d
     scale = sum(seen.values()) / sum(seen[t] * raw[t] for t in seen)
     rarest = max(raw.values())
     return {t: raw.get(t, rarest) * scale for t in entity_types}
+
+
+def focal_nll(nll: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Each example's negative log-likelihood scaled by ``(1 - p) ** gamma`` (p = exp(-nll));
+    ``gamma`` 0 leaves it unchanged."""
+    if not gamma:
+        return nll
+    return nll * (-torch.expm1(-nll)).clamp(min=0.0).pow(gamma)

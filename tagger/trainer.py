@@ -22,7 +22,7 @@ from tagger.conll import Sentence, read_conll
 from tagger.corpora import Corpus, TrainingText, drop_overlap, load_corpus, model_types, parse_spec
 from tagger.encoders import resolve_encoder
 from tagger.evaluation import evaluate
-from tagger.imbalance import type_counts, type_weights
+from tagger.imbalance import focal_nll, type_counts, type_weights
 from tagger.inference import NerTagger, default_device
 from tagger.modeling import SpanMarkerModel
 from tagger.tokenizer import MarkerPass, SpanMarkerTokenizer, candidate_spans
@@ -51,6 +51,7 @@ class TrainingArgs:
     negative_rate: float = 1.0  # share of outside spans (beyond near misses) drawn each epoch
     outside_weight: float = 1.0  # loss weight of the O class relative to entity types
     class_weight_power: float = 0.0  # >0: rare entity types weigh more (tagger.imbalance)
+    focal_gamma: float = 0.0  # >0: examples the model already gets right weigh less (tagger.imbalance)
     entity_max_length: int = 8
     marker_max_length: int = 128
     model_max_length: int = 256
@@ -185,8 +186,9 @@ def prepare_sentences(
 
 
 def span_loss(logits: torch.Tensor, targets: torch.Tensor, allowed: torch.Tensor,
-              weights: torch.Tensor) -> torch.Tensor:
-    """Negative log of the probability mass on each span's allowed labels, weighted.
+              weights: torch.Tensor, focal_gamma: float = 0.0) -> torch.Tensor:
+    """Negative log of the probability mass on each span's allowed labels, weighted (and scaled
+    by the focal term when ``focal_gamma`` > 0).
 
     For a single-label target this is the cross-entropy; for a set it does not say which member
     is right, only that the others are wrong.
@@ -200,7 +202,7 @@ def span_loss(logits: torch.Tensor, targets: torch.Tensor, allowed: torch.Tensor
     mask = allowed[t]
     nll = torch.logsumexp(flat, -1) - torch.logsumexp(flat.masked_fill(~mask, float("-inf")), -1)
     w = weights[t]
-    return (nll * w).sum() / w.sum()
+    return (focal_nll(nll, focal_gamma) * w).sum() / w.sum()
 
 
 def draw_rows(
@@ -376,8 +378,8 @@ def train(args: TrainingArgs, on_epoch: Callable[[EpochResult], None] | None = N
     # A set target weighs as much as a plain entity span.
     target_weights = torch.ones(allowed.shape[0], device=device)
     target_weights[: len(labels)] = class_weights
-    if targets.has_sets and args.label_smoothing:
-        logger.warning("label smoothing is not applied with partial labels")
+    if (targets.has_sets or args.focal_gamma) and args.label_smoothing:
+        logger.warning("label smoothing is not applied with partial labels or the focal term")
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision)
     scaler = torch.amp.GradScaler("cuda") if args.precision == "fp16" and device.type == "cuda" else None
 
@@ -431,8 +433,8 @@ def train(args: TrainingArgs, on_epoch: Callable[[EpochResult], None] | None = N
             batch = collator(batch_rows).to(device)
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                 logits = model(batch)
-            if targets.has_sets:
-                loss = span_loss(logits, batch.labels, allowed, target_weights) / args.grad_accum
+            if targets.has_sets or args.focal_gamma:
+                loss = span_loss(logits, batch.labels, allowed, target_weights, args.focal_gamma) / args.grad_accum
             else:
                 loss = loss_fn(logits.float().reshape(-1, len(labels)), batch.labels.reshape(-1)) / args.grad_accum
             (scaler.scale(loss) if scaler else loss).backward()

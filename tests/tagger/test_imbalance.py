@@ -45,3 +45,38 @@ def test_training_with_type_weights(tmp_path, caplog):
         result = train(args)
     assert result.finished and result.losses
     assert "type weights: movie 2.00, person 0.67" in caplog.text
+
+
+def test_focal_term_keeps_cross_entropy_at_zero_and_discounts_easy_spans():
+    import torch
+    from torch import nn
+
+    from tagger.imbalance import focal_nll
+    from tagger.trainer import span_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(1, 6, 3) * 3
+    targets = torch.tensor([[0, 1, 2, 0, -100, 1]])
+    allowed = torch.eye(3, dtype=torch.bool)
+    weights = torch.tensor([0.5, 1.0, 2.0])
+    plain = nn.CrossEntropyLoss(weight=weights)(logits[0], targets[0])
+    assert span_loss(logits, targets, allowed, weights, focal_gamma=0.0) == pytest.approx(plain.item(), rel=1e-6)
+    # (1 - p) ** gamma: a confident right answer loses nearly all its weight, a wrong one little.
+    nll = torch.tensor([0.01, 3.0])
+    scaled = focal_nll(nll, 2.0) / nll
+    assert scaled[0] < 1e-4 and scaled[1] > 0.9
+    assert span_loss(logits, targets, allowed, weights, focal_gamma=2.0) < plain
+
+
+def test_training_with_the_focal_term(tmp_path):
+    data = tmp_path / "train.conll"
+    data.write_text("Obama\tB-person\nwatched\tO\nFrozen\tB-movie\n\nBiden\tB-person\nlaughs\tO\n\n")
+    start = make_tiny_model(tmp_path / "start", labels=["movie", "person"], entity_max_length=2)
+    runs = {}
+    for gamma in (0.0, 2.0):
+        args = TrainingArgs(train=[str(data)], output=str(tmp_path / f"run{gamma}"), init_model=str(start),
+                            epochs=1, batch_size=2, seed=1, tune_threshold=False, focal_gamma=gamma)
+        runs[gamma] = train(args)
+    assert runs[2.0].finished and runs[2.0].losses
+    # Same batches, same start: only the loss differs, and the focal one is smaller.
+    assert runs[2.0].losses[0] < runs[0.0].losses[0]
