@@ -37,7 +37,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def run_ingest(args: argparse.Namespace) -> int:
-    from contracts.heap import settle_after_start_up
     from contracts.logs import quiet_clients
     from ingest.metrics import ingest_http_server
     from ingest.service import IngestService
@@ -72,6 +71,7 @@ def _ingest(args: argparse.Namespace, settings: Any, service: Any, stop: threadi
     from kafka.errors import KafkaError
     from tqdm import tqdm
 
+    from contracts.heap import settle_after_start_up
     from contracts.topics import ensure_topics
     from ingest.service import BrokerUnavailable
     from ingest.sources import read_sources
