@@ -36,10 +36,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="continue training this span-marker model instead of starting from --encoder")
     p.add_argument("--output", required=True, help="directory for the trained model")
     # Mirrors tagger.trainer.TrainingArgs (a test checks they agree) without importing torch here.
-    for name in ("epochs", "batch_size", "grad_accum", "lr", "head_lr", "layer_decay", "warmup_ratio",
-                 "weight_decay", "dropout", "label_smoothing", "negative_rate", "outside_weight", "class_weight_power", "focal_gamma",
-                 "entity_max_length", "marker_max_length", "model_max_length", "patience", "seed", "max_steps"):
-        value = TRAIN_DEFAULTS[name]
+    for name, value in TRAIN_DEFAULTS.items():
         kind = int if name in {"epochs", "batch_size", "grad_accum", "entity_max_length", "marker_max_length",
                                "model_max_length", "patience", "seed", "max_steps"} else float
         p.add_argument("--" + name.replace("_", "-"), type=kind, default=value, help=f"default {value}")
@@ -272,10 +269,7 @@ def _train(args) -> int:
         precision=args.precision, save_dtype=args.save_dtype, model_name=args.model_name,
         model_version=args.model_version, word_shape_dim=args.word_shape_dim, strip_hashtags=args.strip_hashtags,
         resume=args.resume, stop_after_epochs=args.stop_after_epochs,
-        **{k: getattr(args, k) for k in (
-            "epochs", "batch_size", "grad_accum", "lr", "head_lr", "layer_decay", "warmup_ratio", "weight_decay",
-            "dropout", "label_smoothing", "negative_rate", "outside_weight", "class_weight_power", "focal_gamma",
-            "entity_max_length", "marker_max_length", "model_max_length", "patience", "seed", "max_steps")},
+        **{k: getattr(args, k) for k in TRAIN_DEFAULTS},
     )
     result = train(targs)
     print(json.dumps({
