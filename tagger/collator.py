@@ -12,7 +12,8 @@ in one place, :meth:`SpanMarkerCollator.for_tokenizer`, from the encoder's confi
 - fixed padding: span_marker's full shapes (model_max_length + 2 x marker_max_length), kept for
   comparison.
 - flat (:meth:`SpanMarkerCollator.flat`, inference on BERT-family encoders): no rows at all, the
-  passes' tokens one after the other; tagger.flat_encoder gives attention a grid of its own.
+  passes' tokens one after the other; tagger.flat_encoder gives attention grids of its own (each
+  pass's queries, each pass's text keys) and no L x L mask is built.
 
 Attention: text sees text; a marker sees the text, itself and its partner. Padding rows see only
 themselves so that no softmax row is empty (an empty row would be NaN and poison the values of
@@ -71,21 +72,29 @@ class SpanBatch:
 @dataclass
 class FlatSpanBatch:
     """Marker passes as one unpadded token sequence (tagger.flat_encoder): pass ``p``'s tokens are
-    its text, its start markers, then its end markers, and sit in row ``p`` of the attention grid."""
+    its text, its start markers, then its end markers. Attention sees two grids: every token's
+    query in row ``p`` of a ``[P, L]`` grid, the pass's text keys in row ``p`` of a ``[P, T]`` one."""
 
     input_ids: torch.Tensor  # [N]
     position_ids: torch.Tensor  # [N]
-    slots: torch.Tensor  # [N]: each token's index in the flattened [P, L] attention grid
-    attention_mask: torch.Tensor  # [P, 1, L, L] bool, True = may attend
+    slots: torch.Tensor  # [N]: each token's index in the flattened [P, L] query grid
+    text_tokens: torch.Tensor  # [Nt]: the token index of every text token, pass by pass
+    text_slots: torch.Tensor  # [Nt]: each text token's index in the flattened [P, T] key grid
+    text_keys: torch.Tensor  # [P, 1, 1, T] bool: True where row p of the key grid holds a text token
     start_index: torch.Tensor  # [M]: the token index of each span's start marker, pass by pass
     end_index: torch.Tensor  # [M]
     num_spans: np.ndarray  # [P]
+    grid_length: int  # L: the longest pass
     span_shapes: torch.Tensor | None = None  # [M, 2]
 
     @property
     def positions(self) -> int:
         """Tokens the projections and feed-forward layers run over (no padding)."""
         return int(self.input_ids.shape[0])
+
+    @property
+    def passes(self) -> int:
+        return int(self.text_keys.shape[0])
 
     def to(self, device: torch.device | str) -> "FlatSpanBatch":
         return self._map(lambda t: t.to(device, non_blocking=True))
@@ -95,7 +104,8 @@ class FlatSpanBatch:
 
     def _map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "FlatSpanBatch":
         """A copy with ``fn`` applied to every tensor (num_spans stays on the host)."""
-        names = ("input_ids", "position_ids", "slots", "attention_mask", "start_index", "end_index", "span_shapes")
+        names = ("input_ids", "position_ids", "slots", "text_tokens", "text_slots", "text_keys", "start_index",
+                 "end_index", "span_shapes")
         return replace(self, **{n: fn(getattr(self, n)) for n in names if getattr(self, n) is not None})
 
 
@@ -264,16 +274,22 @@ class SpanMarkerCollator:
             position_ids[o + t + s : o + t + 2 * s] = row.end_positions
         position_ids += POSITION_OFFSET
         slots = np.repeat(np.arange(P) * L - offsets, lengths) + np.arange(N)
+        T, n_text_tokens = int(n_text.max()), int(n_text.sum())
+        text_start = np.cumsum(n_text) - n_text  # where each pass's text begins among all text tokens
+        within = np.arange(n_text_tokens) - np.repeat(text_start, n_text)
         starts = np.repeat(offsets + n_text - np.cumsum(n_spans) + n_spans, n_spans) + np.arange(int(n_spans.sum()))
         shapes = [r.span_shapes for r in rows]
         return FlatSpanBatch(
             input_ids=torch.from_numpy(input_ids),
             position_ids=torch.from_numpy(position_ids),
             slots=torch.from_numpy(slots),
-            attention_mask=pass_attention_mask(torch.from_numpy(n_text), torch.from_numpy(n_spans), L),
+            text_tokens=torch.from_numpy(np.repeat(offsets, n_text) + within),
+            text_slots=torch.from_numpy(np.repeat(np.arange(P) * T, n_text) + within),
+            text_keys=torch.from_numpy(np.arange(T)[None, :] < n_text[:, None])[:, None, None, :],
             start_index=torch.from_numpy(starts),
             end_index=torch.from_numpy(starts + np.repeat(n_spans, n_spans)),
             num_spans=n_spans,
+            grid_length=L,
             span_shapes=None if shapes[0] is None else torch.from_numpy(np.concatenate(shapes)),
         )
 
@@ -321,21 +337,6 @@ class SpanMarkerCollator:
             num_spans=torch.from_numpy(n_spans),
             span_shapes=None if shapes is None else torch.from_numpy(shapes),
         )
-
-
-def pass_attention_mask(n_text: torch.Tensor, n_spans: torch.Tensor, L: int) -> torch.Tensor:
-    """``[P, 1, L, L]`` for rows laid out ``[text (t) | start markers (s) | end markers (s) | padding]``,
-    each row with its own t and s (tagger.flat_encoder's grid)."""
-    pos = torch.arange(L)[None, :]
-    t, s = n_text[:, None], n_spans[:, None]
-    is_text = pos < t
-    is_marker = (pos >= t) & (pos < t + 2 * s)
-    pair = torch.where(is_marker, (pos - t) % s.clamp(min=1), -1)
-    valid = is_text | is_marker
-    sees_text = valid[:, :, None] & is_text[:, None, :]
-    same_pair = (pair[:, :, None] == pair[:, None, :]) & is_marker[:, :, None]
-    padding_self = (~valid)[:, :, None] & torch.eye(L, dtype=torch.bool)[None]
-    return (sees_text | same_pair | padding_self)[:, None]
 
 
 def _attention_mask(n_text: torch.Tensor, n_spans: torch.Tensor, T: int, S: int, L: int) -> torch.Tensor:

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from tagger.collator import SpanMarkerCollator, pass_attention_mask
+from tagger.collator import SpanMarkerCollator
+from tagger.flat_encoder import span_marker_attention
 from tagger.inference import NerTagger
 from tagger.modeling import SpanMarkerModel
 from tests.fixtures.tiny_model import build_tiny_model
@@ -63,20 +64,49 @@ def test_flat_batch_marks_each_pass_and_points_at_its_markers():
     # Each span's markers sit where its boundary tokens are (plus the position offset).
     assert (batch.position_ids[batch.start_index] - 2).tolist() == [*a.start_positions, *b.start_positions]
     assert (batch.position_ids[batch.end_index] - 2).tolist() == [*a.end_positions, *b.end_positions]
-    # Pass b occupies grid row 1 from its first column.
-    L = batch.attention_mask.shape[-1]
+    # Pass b occupies query grid row 1 from its first column; its text, key grid row 1.
+    L, T = batch.grid_length, batch.text_keys.shape[-1]
+    assert L == max(a.length, b.length) and T == max(len(a.input_ids), len(b.input_ids))
     assert batch.slots[a.length :].tolist() == list(range(L, L + b.length))
+    ta, tb = len(a.input_ids), len(b.input_ids)
+    assert batch.text_tokens.tolist() == [*range(ta), *range(a.length, a.length + tb)]
+    assert batch.text_slots.tolist() == [*range(ta), *range(T, T + tb)]
+    assert batch.text_keys[:, 0, 0].sum(-1).tolist() == [ta, tb]
 
 
-def test_pass_mask_is_the_span_marker_pattern():
-    mask = pass_attention_mask(torch.tensor([3, 1]), torch.tensor([2, 1]), 7)[:, 0]
-    a = mask[0]  # text 0-2, starts 3-4, ends 5-6
-    assert a[:3, :3].all() and not a[:3, 3:].any()  # text sees text only
-    assert a[3].tolist() == [True, True, True, True, False, True, False]  # start 0: text, itself, end 0
-    assert a[6].tolist() == [True, True, True, False, True, False, True]  # end 1: text, start 1, itself
-    b = mask[1]  # text 0, start 1, end 2, padding 3-6
-    assert b[1].tolist() == [True, True, True, False, False, False, False]
-    assert b[4].tolist() == [False, False, False, False, True, False, False]  # padding sees itself
+def _pattern_attention(q, k, v, batch, heads, scale):
+    """The SpanMarker pattern written out: a dense mask over each pass (text sees text; a marker
+    sees the text, itself and its partner), plain softmax attention per pass."""
+    out = torch.empty_like(q)
+    offset = 0
+    for t, s in zip((batch.text_keys[:, 0, 0].sum(-1)).tolist(), batch.num_spans.tolist()):
+        n = t + 2 * s
+        idx = torch.arange(n)
+        is_text = idx < t
+        pair = torch.where(is_text, -1, (idx - t) % max(s, 1))
+        mask = is_text[None, :] | ((pair[:, None] == pair[None, :]) & ~is_text[:, None])
+        qs, ks, vs = (x[offset : offset + n].view(n, heads, -1).transpose(0, 1) for x in (q, k, v))
+        scores = (qs @ ks.transpose(-1, -2) * scale).masked_fill(~mask, float("-inf"))
+        out[offset : offset + n] = (scores.softmax(-1) @ vs).transpose(0, 1).reshape(n, -1)
+        offset += n
+    return out
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_attention_is_the_span_marker_pattern(fused):
+    _, tok = _tiny()
+    rows = [r for i, e in enumerate(tok.encode(SENTENCES)) for r in tok.passes(i, e)]
+    batch = SpanMarkerCollator(tok.pad_token_id, tok.start_marker_id, tok.end_marker_id).flat(rows)
+    heads, n = 4, batch.positions
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(n, heads * 8, dtype=torch.float64 if not fused else torch.float32) for _ in range(3))
+    markers = torch.cat((batch.start_index, batch.end_index))
+    partners = torch.cat((batch.end_index, batch.start_index))
+    key_mask = torch.zeros(batch.text_keys.shape, dtype=q.dtype).masked_fill_(~batch.text_keys, float("-inf"))
+    # float64 takes the unfused path (scores written out), float32 the CPU's fused kernel.
+    got = span_marker_attention(q, k, v, batch, markers, partners, key_mask, heads=heads, scale=0.3)
+    want = _pattern_attention(q, k, v, batch, heads, 0.3)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
 def test_encoders_with_physical_positions_keep_the_padded_layout(tmp_path):
