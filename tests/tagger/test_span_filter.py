@@ -16,6 +16,7 @@ from tests.fixtures.tiny_model import build_tiny_model
     "Barack Obama", "U . S .", "@Cromwell Field", "Las Vegas , NV", "Mockingjay : Part 1", "AC / DC",
     "Who ' s on first ?", "Hello !", "NY )", "# Garyjohnson", "the Elevator Company", "Sotheby ' s",
     "St . Louis", ".", "'\"'", "http://t.co/x", "@user", "iphone 6", "we", "pro am",
+    "Bank of America", "Gone with the Wind", "if you think i 'm sexy", "Tom &amp; Jerry", "McDonald 's",
 ])
 def test_keeps_entities_seen_in_gold(span):
     assert keep_span(span.split(" "))
@@ -34,6 +35,11 @@ def test_keeps_entities_seen_in_gold(span):
     "the",  # a function word alone
     "of Paris",  # starts on a function word that never starts one
     "Paris and",  # ends on one
+    "Paris is my city",  # a closed-class word that no entity has inside ("my")
+    "Trump said that Obama",  # "that"
+    "'s Paris",  # starts on a clitic
+    "Tom &amp;",  # ends on an ampersand
+    "&amp; Jerry",  # starts on one
 ])
 def test_drops_spans_no_entity_has(span):
     assert not keep_span(span.split(" "))
