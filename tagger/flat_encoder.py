@@ -25,8 +25,9 @@ layouts.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from tagger.collator import FlatSpanBatch
@@ -50,6 +51,24 @@ def supports_flat(encoder: nn.Module) -> bool:
         all(hasattr(layer.attention.self, name) for name in ("query", "key", "value", "attention_head_size"))
 
 
+@dataclass(frozen=True)
+class MarkerIndex:
+    """What every layer's attention needs of a batch beyond its grids, built once per batch."""
+
+    markers: torch.Tensor  # [2M]: token index of each start marker, then each end marker
+    partners: torch.Tensor  # [2M]: token index of each marker's partner
+    marker_slots: torch.Tensor  # [2M]: each marker's index in the flattened [P, L] query grid
+    key_mask: torch.Tensor  # [P, 1, 1, T]: 0 at a text key, -inf at padding (what the fused kernel takes)
+
+    @classmethod
+    def of(cls, batch: FlatSpanBatch, dtype: torch.dtype) -> "MarkerIndex":
+        markers = torch.cat((batch.start_index, batch.end_index))
+        key_mask = torch.zeros(batch.text_keys.shape, dtype=dtype, device=batch.text_keys.device)
+        return cls(markers=markers, partners=torch.cat((batch.end_index, batch.start_index)),
+                   marker_slots=batch.slots.index_select(0, markers),
+                   key_mask=key_mask.masked_fill_(~batch.text_keys, float("-inf")))
+
+
 def marker_states(encoder: nn.Module, batch: FlatSpanBatch) -> torch.Tensor:
     """Last-layer states ``[2M, hidden]``: the batch's start markers, then its end markers."""
     if encoder.training:
@@ -58,37 +77,33 @@ def marker_states(encoder: nn.Module, batch: FlatSpanBatch) -> torch.Tensor:
     ids = batch.input_ids[None]
     x = encoder.embeddings(input_ids=ids, position_ids=batch.position_ids[None],
                            token_type_ids=torch.zeros_like(ids))[0]
-    markers = torch.cat((batch.start_index, batch.end_index))
-    partners = torch.cat((batch.end_index, batch.start_index))
-    # Additive, in the activations' dtype: what the fused attention kernel takes.
-    key_mask = torch.zeros(batch.text_keys.shape, dtype=x.dtype, device=x.device).masked_fill_(
-        ~batch.text_keys, float("-inf"))
+    index = MarkerIndex.of(batch, x.dtype)
     layers = encoder.encoder.layer
     for i, layer in enumerate(layers):
-        x = _layer(layer, x, batch, markers, partners, key_mask, last=i == len(layers) - 1)
+        x = _layer(layer, x, batch, index, last=i == len(layers) - 1)
     return x
 
 
-def _layer(layer: nn.Module, x: torch.Tensor, batch: FlatSpanBatch, markers: torch.Tensor,
-           partners: torch.Tensor, key_mask: torch.Tensor, *, last: bool) -> torch.Tensor:
+def _layer(layer: nn.Module, x: torch.Tensor, batch: FlatSpanBatch, index: MarkerIndex, *,
+           last: bool) -> torch.Tensor:
     attention = layer.attention.self
     heads, width = attention.num_attention_heads, attention.attention_head_size
     scale = getattr(attention, "scaling", width ** -0.5)
     q, k, v = attention.query(x), attention.key(x), attention.value(x)
-    context = span_marker_attention(q, k, v, batch, markers, partners, key_mask, heads=heads, scale=scale)
+    context = span_marker_attention(q, k, v, batch, index, heads=heads, scale=scale)
     if last:
-        context, x = context.index_select(0, markers), x.index_select(0, markers)
+        context, x = context.index_select(0, index.markers), x.index_select(0, index.markers)
     attended = layer.attention.output(context, x)
     return layer.output(layer.intermediate(attended), attended)
 
 
 def span_marker_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: FlatSpanBatch,
-                          markers: torch.Tensor, partners: torch.Tensor, key_mask: torch.Tensor, *,
-                          heads: int, scale: float) -> torch.Tensor:
+                          index: MarkerIndex, *, heads: int, scale: float) -> torch.Tensor:
     """Attention ``[N, H*D]`` over flat tokens ``q, k, v: [N, H*D]`` with the SpanMarker pattern."""
     hidden = q.shape[1]
     width = hidden // heads
-    rows, length, text_length = batch.passes, batch.grid_length, key_mask.shape[-1]
+    rows, length, text_length = batch.passes, batch.grid_length, index.key_mask.shape[-1]
+    markers, partners = index.markers, index.partners
 
     def grid(values: torch.Tensor, slots: torch.Tensor, cols: int) -> torch.Tensor:  # -> [P, H, cols, D]
         out = values.new_zeros(rows * cols, hidden).index_copy_(0, slots, values)
@@ -96,14 +111,13 @@ def span_marker_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bat
 
     text = batch.text_tokens
     out, lse = _attend(grid(q, batch.slots, length), grid(k.index_select(0, text), batch.text_slots, text_length),
-                       grid(v.index_select(0, text), batch.text_slots, text_length), key_mask, scale)
+                       grid(v.index_select(0, text), batch.text_slots, text_length), index.key_mask, scale)
     context = out.transpose(1, 2).reshape(rows * length, hidden).index_select(0, batch.slots)
     # Each marker's softmax over its text keys, itself and its partner, merged in fp32.
-    marker_slots = batch.slots.index_select(0, markers)
-    text_lse = lse.transpose(1, 2).reshape(rows * length, heads).index_select(0, marker_slots).float()
+    text_lse = lse.transpose(1, 2).reshape(rows * length, heads).index_select(0, index.marker_slots).float()
 
-    def pick(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:  # -> [2M, H, D] fp32
-        return values.index_select(0, index).view(-1, heads, width).float()
+    def pick(values: torch.Tensor, at: torch.Tensor) -> torch.Tensor:  # -> [2M, H, D] fp32
+        return values.index_select(0, at).view(-1, heads, width).float()
 
     query = pick(q, markers)
     own = (query * pick(k, markers)).sum(-1) * scale

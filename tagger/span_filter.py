@@ -53,9 +53,9 @@ FUNCTION_LAST_OK = frozenset({"on", "this", "am"})
 FUNCTION_SINGLE_OK = frozenset({"we", "its", "they"})
 # Inside an entity (neither its first nor its last word) gold has only these closed-class words,
 # lower case as typed: "Bank of America", "Tom and Jerry", "Gone with the Wind", "if you think
-# i 'm sexy"... Pronouns, auxiliaries and the rest ("that", "it", "my", "was",
-# "have"...) never sit inside one; a candidate they sit inside is a clause, not a name. Such spans
-# are a sixth of what the rules above keep on raw tweets.
+# i 'm sexy"... Pronouns, auxiliaries and the rest ("that", "it", "my", "was", "have"...) never
+# sit inside one; a candidate they sit inside is a clause, not a name. Such spans are a sixth of
+# what the rules above keep on raw tweets.
 FUNCTION_INNER_OK = frozenset({"a", "am", "and", "at", "by", "do", "for", "from", "i", "in", "is", "no", "of",
                                "on", "or", "so", "the", "to", "with", "you"})
 # No entity starts on a clitic or an ampersand, or ends on an ampersand ("'s Paris", "Tom &amp;").

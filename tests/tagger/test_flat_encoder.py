@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tagger.collator import SpanMarkerCollator
-from tagger.flat_encoder import span_marker_attention
+from tagger.flat_encoder import MarkerIndex, span_marker_attention
 from tagger.inference import NerTagger
 from tagger.modeling import SpanMarkerModel
 from tests.fixtures.tiny_model import build_tiny_model
@@ -100,11 +100,8 @@ def test_attention_is_the_span_marker_pattern(fused):
     heads, n = 4, batch.positions
     torch.manual_seed(0)
     q, k, v = (torch.randn(n, heads * 8, dtype=torch.float64 if not fused else torch.float32) for _ in range(3))
-    markers = torch.cat((batch.start_index, batch.end_index))
-    partners = torch.cat((batch.end_index, batch.start_index))
-    key_mask = torch.zeros(batch.text_keys.shape, dtype=q.dtype).masked_fill_(~batch.text_keys, float("-inf"))
     # float64 takes the unfused path (scores written out), float32 the CPU's fused kernel.
-    got = span_marker_attention(q, k, v, batch, markers, partners, key_mask, heads=heads, scale=0.3)
+    got = span_marker_attention(q, k, v, batch, MarkerIndex.of(batch, q.dtype), heads=heads, scale=0.3)
     want = _pattern_attention(q, k, v, batch, heads, 0.3)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
