@@ -45,8 +45,10 @@ def test_bench_pipeline_stand_in_checks_by_id_and_measures_each_worker_count(tmp
         "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p),
         "TAGGER_SESSION_TIMEOUT_S": "6", "TWEETNER_STATE_DIR": str(tmp_path / "state"),
     })
+    # CPU time is read in clock ticks (10 ms): 300 tweets cost a stage of a fast machine about one
+    # tick, often read as none. 3,000 cost each stage several on a machine twice as fast as ours.
     proc = subprocess.run([sys.executable, "-m", "tweetner.cli", "bench", "pipeline", "--stand-in",
-                           "--limit", "300", "--batch-size", "64", "--workers", "1", "2"],
+                           "--limit", "3000", "--batch-size", "64", "--workers", "1", "2"],
                           env=env, capture_output=True, timeout=280)
     out = proc.stdout.decode()
     assert proc.returncode == 0, out[-2000:] + proc.stderr.decode()[-3000:]
