@@ -32,7 +32,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--rate", type=float, default=None, help="ingest rate, tweets/s")
     up.add_argument("--seed", type=int, default=None,
                     help="synthetic stream seed (default: new per run, so each run adds tweets)")
-    up.add_argument("--workers", type=int, default=1, help="tagger workers (one consumer group)")
+    up.add_argument("--workers", type=int, default=None,
+                    help="tagger workers in one consumer group (default: 2 on a CPU with two or "
+                         "more cores, 1 when the model runs on a GPU)")
     up.add_argument("--state-dir", default=None, help="where embedded servers keep data (.state)")
     up.add_argument("--refresh", type=float, default=2.0, help="seconds between table refreshes")
     up.add_argument("--top", type=int, default=10, help="rows of the top-entities table")

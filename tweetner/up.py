@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Mapping
 
 from sink.trends import format_table
 from tweetner.stack import log_tail
@@ -214,6 +216,25 @@ def _start_dashboard(args: argparse.Namespace, env: dict[str, str]):
     return server
 
 
+def default_workers(env: Mapping[str, str]) -> int:
+    """Tagger workers ``up`` starts without ``--workers``: two on a CPU of two or more cores,
+    one where the model runs on a GPU (``TAGGER_DEVICE``, or, unset, an NVIDIA driver present).
+
+    One worker's model threads meet after every operation, so whenever the sink, the broker or
+    PostgreSQL holds a core the other thread waits; a second worker fills those waits (the
+    shipped model on two cores: one worker 64-78% of the model's rate alone, two 12-31% more
+    tweets/s than one, docs/benchmarks.md)."""
+    device = env.get("TAGGER_DEVICE", "").strip().lower()
+    on_gpu = device.startswith("cuda") if device else Path("/proc/driver/nvidia/version").exists()
+    if on_gpu:
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return min(2, cores)
+
+
 def run_up(args: argparse.Namespace) -> int:
     from ingest.service import BrokerUnavailable
     from tweetner.runner import PipelineProcesses
@@ -237,7 +258,8 @@ def run_up(args: argparse.Namespace) -> int:
               f"`{where}tweetner trends` (no DATABASE_URL), or serve it with `{where}tweetner stack`")
     dashboard = _start_dashboard(args, env)
     log_dir = Path(stack.state_dir) / "logs"
-    procs = PipelineProcesses(env, log_dir, workers=args.workers,
+    workers = args.workers if args.workers is not None else default_workers(os.environ)
+    procs = PipelineProcesses(env, log_dir, workers=workers,
                               extra_env={"SINK_FLUSH_INTERVAL_S": "0.5"})
     probe = _RunProbe(env["DATABASE_URL"], env["DATABASE_SCHEMA"])
     feeder = _Feeder(args, env["KAFKA_BOOTSTRAP"], stop)
@@ -245,7 +267,7 @@ def run_up(args: argparse.Namespace) -> int:
     code = 0
     try:
         procs.start()
-        print(f"tagger x{args.workers} and sink starting (logs in {log_dir}/) ...", flush=True)
+        print(f"tagger x{workers} and sink starting (logs in {log_dir}/) ...", flush=True)
         procs.wait_ready()
         from tweetner.up_status import health_line
 

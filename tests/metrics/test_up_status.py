@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tweetner.up import default_workers
 from tweetner.up_status import StageHealth, StatusView
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,8 +34,12 @@ def test_up_piped_prints_the_stages_health(tiny_model_dir: Path, tmp_path: Path)
     assert proc.returncode == 0, out[-3000:] + proc.stderr.decode()[-3000:]
     lines = out.splitlines()
     ready = lines.index(next(l for l in lines if l.startswith("pipeline ready")))
-    # Right after start-up, before ingesting: every stage answers on its health port.
-    assert lines[ready - 1] == "health: tagger-0 ok, sink ok"
+    # Right after start-up, before ingesting: every stage answers on its health port (two tagger
+    # workers on this CPU: `up`'s default where the model runs on a CPU of two or more cores).
+    workers = default_workers({"TAGGER_DEVICE": "cpu"})
+    assert f"tagger x{workers} and sink starting" in out
+    tagger_health = ", ".join(f"tagger-{i} ok" for i in range(workers))
+    assert lines[ready - 1] == f"health: {tagger_health}, sink ok"
     assert "\x1b[" not in out  # piped: no cursor movement, no colours
 
 

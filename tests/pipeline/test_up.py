@@ -108,3 +108,15 @@ def test_second_up_over_the_same_input_says_what_it_skipped(tiny_model_dir: Path
     assert "stored 30 tweets in" in first
     second = up()
     assert "stored 0 tweets (30 already stored by an earlier run: skipped)" in second
+
+
+def test_up_runs_two_workers_on_a_cpu_and_one_on_a_gpu() -> None:
+    from tweetner.up import default_workers
+
+    cores = len(os.sched_getaffinity(0))
+    assert default_workers({"TAGGER_DEVICE": "cpu"}) == min(2, cores)
+    assert default_workers({"TAGGER_DEVICE": "cuda"}) == 1
+    assert default_workers({"TAGGER_DEVICE": "cuda:1"}) == 1
+    # Unset: the device the worker will pick, judged by whether an NVIDIA driver is loaded.
+    expected = 1 if Path("/proc/driver/nvidia/version").exists() else min(2, cores)
+    assert default_workers({}) == expected
