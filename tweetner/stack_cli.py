@@ -5,6 +5,8 @@ import argparse
 import logging
 import sys
 
+from sink.cli import positive_int
+
 log = logging.getLogger(__name__)
 
 
@@ -32,7 +34,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--rate", type=float, default=None, help="ingest rate, tweets/s")
     up.add_argument("--seed", type=int, default=None,
                     help="synthetic stream seed (default: new per run, so each run adds tweets)")
-    up.add_argument("--workers", type=int, default=None,
+    up.add_argument("--workers", type=positive_int, default=None,
                     help="tagger workers in one consumer group (default: 2 on a CPU with two or "
                          "more cores, 1 when the model runs on a GPU)")
     up.add_argument("--state-dir", default=None, help="where embedded servers keep data (.state)")
@@ -75,7 +77,7 @@ def add_bench_commands(sub: argparse._SubParsersAction) -> None:
                        help="files or directories (default: the synthetic stream)")
     bench.add_argument("--limit", type=int, default=2000, help="tweets to push through")
     bench.add_argument("--batch-size", type=int, default=None, help="tagger batch size")
-    bench.add_argument("--workers", type=int, nargs="+", default=[1],
+    bench.add_argument("--workers", type=positive_int, nargs="+", default=[1],
                        help="tagger workers; several counts (--workers 1 2) are measured in turn")
     bench.add_argument("--stand-in", action="store_true",
                        help="a model that costs nothing (tagger.stand_in): the pipeline's own cost")

@@ -120,3 +120,13 @@ def test_up_runs_two_workers_on_a_cpu_and_one_on_a_gpu() -> None:
     # Unset: the device the worker will pick, judged by whether an NVIDIA driver is loaded.
     expected = 1 if Path("/proc/driver/nvidia/version").exists() else min(2, cores)
     assert default_workers({}) == expected
+
+
+def test_up_refuses_zero_workers_before_starting_anything(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "tweetner.cli", "up", "--workers", "0",
+                           "--state-dir", str(tmp_path / "state")],
+                          capture_output=True, timeout=60,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert proc.returncode == 2
+    assert "--workers: must be 1 or more (got 0)" in proc.stderr.decode()
+    assert not (tmp_path / "state").exists()
