@@ -56,7 +56,6 @@ class MarkerIndex:
     """What every layer's attention needs of a batch beyond its grids, built once per batch."""
 
     markers: torch.Tensor  # [2M]: token index of each start marker, then each end marker
-    partners: torch.Tensor  # [2M]: token index of each marker's partner
     marker_slots: torch.Tensor  # [2M]: each marker's index in the flattened [P, L] query grid
     key_mask: torch.Tensor  # [P, 1, 1, T]: 0 at a text key, -inf at padding (what the fused kernel takes)
 
@@ -64,8 +63,7 @@ class MarkerIndex:
     def of(cls, batch: FlatSpanBatch, dtype: torch.dtype) -> "MarkerIndex":
         markers = torch.cat((batch.start_index, batch.end_index))
         key_mask = torch.zeros(batch.text_keys.shape, dtype=dtype, device=batch.text_keys.device)
-        return cls(markers=markers, partners=torch.cat((batch.end_index, batch.start_index)),
-                   marker_slots=batch.slots.index_select(0, markers),
+        return cls(markers=markers, marker_slots=batch.slots.index_select(0, markers),
                    key_mask=key_mask.masked_fill_(~batch.text_keys, float("-inf")))
 
 
@@ -103,7 +101,7 @@ def span_marker_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bat
     hidden = q.shape[1]
     width = hidden // heads
     rows, length, text_length = batch.passes, batch.grid_length, index.key_mask.shape[-1]
-    markers, partners = index.markers, index.partners
+    markers = index.markers
 
     def grid(values: torch.Tensor, slots: torch.Tensor, cols: int) -> torch.Tensor:  # -> [P, H, cols, D]
         out = values.new_zeros(rows * cols, hidden).index_copy_(0, slots, values)
@@ -119,15 +117,18 @@ def span_marker_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bat
     def pick(values: torch.Tensor, at: torch.Tensor) -> torch.Tensor:  # -> [2M, H, D] fp32
         return values.index_select(0, at).view(-1, heads, width).float()
 
-    query = pick(q, markers)
-    own = (query * pick(k, markers)).sum(-1) * scale
-    pair = (query * pick(k, partners)).sum(-1) * scale
+    query, own_k, own_v = pick(q, markers), pick(k, markers), pick(v, markers)
+    # Markers run starts then ends, so a marker's partner sits half the list away.
+    half = own_k.shape[0] // 2
+    pair_k, pair_v = own_k.roll(half, 0), own_v.roll(half, 0)
+    own = (query * own_k).sum(-1) * scale
+    pair = (query * pair_k).sum(-1) * scale
     top = torch.maximum(torch.maximum(text_lse, own), pair)
     w_text, w_own, w_pair = (text_lse - top).exp_(), (own - top).exp_(), (pair - top).exp_()
     total = w_text + w_own + w_pair
     merged = (w_text.div_(total).unsqueeze(-1) * pick(context, markers)
-              + w_own.div_(total).unsqueeze(-1) * pick(v, markers)
-              + w_pair.div_(total).unsqueeze(-1) * pick(v, partners))
+              + w_own.div_(total).unsqueeze(-1) * own_v
+              + w_pair.div_(total).unsqueeze(-1) * pair_v)
     return context.index_copy_(0, markers, merged.view(-1, hidden).to(context.dtype))
 
 
